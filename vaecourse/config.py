@@ -1,0 +1,96 @@
+"""Where the code runs and how big it runs: device, seeds and the profile.
+
+A profile sets every notebook's sizes at once: ``smoke`` (CI: seconds, proves the code runs and
+the numbers move the right way), ``cpu`` (a laptop: minutes, the phenomenon clearly visible) and
+``full`` (a GPU: the sources' scale). The default is ``smoke`` when the environment says CI,
+``full`` on a CUDA GPU and ``cpu`` otherwise; ``VAECOURSE_PROFILE`` or a notebook parameter
+overrides it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+PROFILES = ("smoke", "cpu", "full")
+T = TypeVar("T")
+
+
+class ProfileError(ValueError):
+    """An unknown profile name; the message lists the valid ones."""
+
+
+def in_ci() -> bool:
+    """True when the environment says a CI job runs us (``CI`` set to anything but false/0)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """The training device: CUDA, then Apple MPS, then CPU (``VAECOURSE_DEVICE`` or ``prefer`` override)."""
+    choice = prefer or os.environ.get("VAECOURSE_DEVICE")
+    if choice:
+        return torch.device(choice)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """The profile to run: ``profile`` if given, else VAECOURSE_PROFILE, else smoke in CI, full on CUDA, cpu."""
+    chosen = profile or os.environ.get("VAECOURSE_PROFILE")
+    if chosen is None:
+        if in_ci():
+            chosen = "smoke"
+        elif torch.cuda.is_available():
+            chosen = "full"
+        else:
+            chosen = "cpu"
+    chosen = chosen.strip().lower()
+    if chosen not in PROFILES:
+        raise ProfileError(f"unknown profile {chosen!r}; choose one of {', '.join(PROFILES)} "
+                           "(or leave it as None to pick from the machine)")
+    return chosen
+
+
+def by_profile(profile: str, override: T | None = None, **values: T) -> T:
+    """The value for ``profile`` among ``smoke=``, ``cpu=``, ``full=`` unless ``override`` is given.
+
+    Notebooks keep every size as a papermill parameter defaulting to None, so that a parameter
+    set by hand wins and the rest follow the profile.
+    """
+    if override is not None:
+        return override
+    missing = [p for p in PROFILES if p not in values]
+    if missing:
+        raise ValueError(f"by_profile needs a value for every profile; missing {missing}")
+    return values[resolve_profile(profile)]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a CPU generator for data order so runs repeat exactly."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def set_cpu_threads() -> int:
+    """Use every core (or ``VAECOURSE_THREADS``) for torch on the CPU; returns the count."""
+    n = int(os.environ.get("VAECOURSE_THREADS", 0)) or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
+
+
+def describe_machine(device: torch.device) -> dict[str, Any]:
+    """What produced a result: device name, torch version, threads."""
+    info: dict[str, Any] = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info

@@ -1,0 +1,78 @@
+"""The terms of the VAE objectives, each per example (summed over pixels / latent dims).
+
+Per-example sums keep the scale the papers use (report 004's 293 + 14 is a per-image sum);
+a per-pixel mean silently rescales β by the number of pixels (lesson 03 shows it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """z = μ + σ·ε with ε ~ N(0, I): a sample whose gradient flows into μ and σ."""
+    eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, diag σ²) ‖ N(0, I)) in nats per example: ½ Σ (μ² + σ² − 1 − log σ²)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
+
+
+def gaussian_kl_between(mu_q: torch.Tensor, logvar_q: torch.Tensor,
+                        mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ_q, σ_q²) ‖ N(μ_p, σ_p²)) per example for diagonal Gaussians (conditional priors)."""
+    var_ratio = (logvar_q - logvar_p).exp()
+    mahalanobis = (mu_q - mu_p).pow(2) / logvar_p.exp()
+    return 0.5 * (var_ratio + mahalanobis - 1.0 - (logvar_q - logvar_p)).flatten(1).sum(1)
+
+
+def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; μ, diag σ²) per example (summed over dimensions)."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).flatten(1).sum(1)
+
+
+def squared_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """‖x − x̂‖² per example (the distortion of lessons 03 and 04)."""
+    return (x - x_hat).pow(2).flatten(1).sum(1)
+
+
+def gaussian_nll(x: torch.Tensor, x_hat: torch.Tensor, c: float | torch.Tensor, constant: bool = False) -> torch.Tensor:
+    """−log N(x; x̂, c·I) per example: ‖x − x̂‖²/(2c), plus D/2·log(2πc) when ``constant``.
+
+    The constant does not move the optimum for a fixed c; it matters when c is learned (σ-VAE)
+    or when likelihoods of different c are compared.
+    """
+    c = torch.as_tensor(c, dtype=x.dtype, device=x.device)
+    nll = squared_error(x, x_hat) / (2 * c)
+    if constant:
+        nll = nll + 0.5 * x[0].numel() * torch.log(2 * math.pi * c)
+    return nll
+
+
+def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """−log Bernoulli(x; sigmoid(logits)) per example (binary cross-entropy summed over pixels)."""
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+
+def check_finite(terms: dict[str, torch.Tensor], where: str = "") -> None:
+    """Raise FloatingPointError naming every non-finite term (e.g. a NaN loss) and where it happened."""
+    bad = {k: float(v.detach().float().mean()) for k, v in terms.items()
+           if torch.is_tensor(v) and not torch.isfinite(v.detach()).all()}
+    if bad:
+        parts = ", ".join(f"{k}={v}" for k, v in terms_as_floats(terms).items())
+        raise FloatingPointError(
+            f"non-finite loss {where}: {', '.join(bad)} not finite ({parts}). Lower the learning rate, "
+            "check the inputs are in [0, 1], or clamp log-variances.")
+
+
+def terms_as_floats(terms: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """Scalar values of a dict of loss terms (means of tensors) for logging."""
+    out = {}
+    for k, v in terms.items():
+        out[k] = float(v.detach().float().mean()) if torch.is_tensor(v) else float(v)
+    return out

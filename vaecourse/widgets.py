@@ -1,0 +1,182 @@
+"""Live controls that decode as they move, and the static grids shown where no widget front end runs.
+
+Every widget in the course is a :class:`LiveImage`: named ipywidgets controls (sliders, toggles,
+dropdowns) and a ``render(**values)`` function that returns images. Moving a control re-renders
+into an ``ipywidgets.Image`` (PNG, no matplotlib in the loop: a decode takes milliseconds) and
+writes the values set and the decode time into a status line, which a browser test waits for.
+Tests drive widgets without a browser: ``w.set(z0=1.5)`` then look at ``w.image.value``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+import torch
+
+from .plots import png_bytes, show_images, tile
+
+Render = Callable[..., torch.Tensor | np.ndarray]
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:+.2f}"
+    return str(value)
+
+
+class LiveImage:
+    """Controls plus an image that ``render(**values)`` redraws whenever a control moves."""
+
+    def __init__(self, render: Render, controls: dict[str, W.ValueWidget], scale: int = 4, nrow: int | None = None,
+                 title: str = ""):
+        self.render_fn = render
+        self.controls = controls
+        self.scale = scale
+        self.nrow = nrow
+        self.image = W.Image(format="png")
+        self.status = W.HTML()
+        self.title = title
+        self.last_decode_ms = float("nan")
+        self.renders = 0
+        for c in controls.values():
+            c.observe(self._on_change, names="value")
+        header = [W.HTML(f"<b>{title}</b>")] if title else []
+        self.widget = W.VBox(header + [W.HBox([W.VBox(list(controls.values())), self.image]), self.status])
+        self.update()
+
+    def values(self) -> dict[str, Any]:
+        return {name: c.value for name, c in self.controls.items()}
+
+    def _on_change(self, _change: dict) -> None:
+        self.update()
+
+    def frame(self, **values: Any) -> np.ndarray:
+        """The image for ``values`` (the current control values where not given)."""
+        vals = {**self.values(), **values}
+        with torch.no_grad():
+            out = self.render_fn(**vals)
+        return tile(out, self.nrow) if (torch.is_tensor(out) or np.asarray(out).ndim >= 3) else np.asarray(out)
+
+    def update(self) -> None:
+        t0 = time.perf_counter()
+        arr = self.frame()
+        self.image.value = png_bytes(arr, self.scale)
+        self.last_decode_ms = 1000 * (time.perf_counter() - t0)
+        self.renders += 1
+        shown = " · ".join(f"{k} = {_format(v)}" for k, v in self.values().items())
+        self.status.value = f"<span class='vaecourse-status'>{shown} · decoded in {self.last_decode_ms:.1f} ms</span>"
+
+    def set(self, **values: Any) -> None:
+        """Move controls by name (as a user would); each move re-renders."""
+        for k, v in values.items():
+            if k not in self.controls:
+                raise KeyError(f"no control {k!r}; this widget has {', '.join(self.controls)}")
+            self.controls[k].value = v
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def check_dims(dims: Sequence[int], latent_dim: int) -> list[int]:
+    """Validate latent indices: a ValueError naming the model's latent size for one it does not have."""
+    dims = list(dims)
+    bad = [d for d in dims if not 0 <= d < latent_dim]
+    if bad:
+        raise ValueError(f"the model's latent has {latent_dim} dimension(s) (indices 0..{latent_dim - 1}); "
+                         f"it has no dimension {bad[0]}. Choose dims within that range.")
+    return dims
+
+
+def latent_sliders(decode: Callable[[torch.Tensor], torch.Tensor], latent_dim: int, *,
+                   z0: torch.Tensor | None = None, dims: Sequence[int] | None = None,
+                   directions: dict[str, torch.Tensor] | None = None, lim: float = 3.0, step: float = 0.05,
+                   scale: int = 4, title: str = "", device: torch.device | str = "cpu") -> LiveImage:
+    """One slider per latent dimension in ``dims`` (default: all, up to 10), or per named direction.
+
+    The decoded point is z0 + Σ aᵢ·eᵢ (coordinate sliders) or z0 + Σ aⱼ·dⱼ/‖dⱼ‖ (direction sliders,
+    e.g. a classifier's normal w/‖w‖).
+    """
+    base = torch.zeros(latent_dim) if z0 is None else z0.detach().reshape(-1).cpu().float()
+    if base.numel() != latent_dim:
+        raise ValueError(f"z0 has {base.numel()} entries but the latent has {latent_dim}")
+    controls: dict[str, W.ValueWidget] = {}
+    units: dict[str, torch.Tensor] = {}
+    if directions:
+        for name, d in directions.items():
+            d = d.detach().reshape(-1).cpu().float()
+            if d.numel() != latent_dim:
+                raise ValueError(f"direction {name!r} has {d.numel()} entries but the latent has {latent_dim}")
+            units[name] = d / d.norm().clamp_min(1e-12)
+            controls[name] = W.FloatSlider(value=0.0, min=-lim, max=lim, step=step, description=name,
+                                           continuous_update=True, readout_format="+.2f")
+    else:
+        for d in check_dims(range(min(latent_dim, 10)) if dims is None else dims, latent_dim):
+            units[f"z{d}"] = torch.nn.functional.one_hot(torch.tensor(d), latent_dim).float()
+            controls[f"z{d}"] = W.FloatSlider(value=float(base[d]), min=-lim, max=lim, step=step,
+                                              description=f"z[{d}]", continuous_update=True, readout_format="+.2f")
+    start = {k: c.value for k, c in controls.items()}
+
+    def render(**values: float) -> torch.Tensor:
+        z = base.clone()
+        for k, v in values.items():
+            z = z + (float(v) - (start[k] if not directions else 0.0)) * units[k]
+        return decode(z.unsqueeze(0).to(device)).cpu()
+
+    return LiveImage(render, controls, scale=scale, title=title)
+
+
+@torch.no_grad()
+def traversal_grid(decode: Callable[[torch.Tensor], torch.Tensor], latent_dim: int, *,
+                   z0: torch.Tensor | None = None, dims: Sequence[int] | None = None,
+                   directions: dict[str, torch.Tensor] | None = None, values: Sequence[float] = (-3, -1.5, 0, 1.5, 3),
+                   device: torch.device | str = "cpu", title: str = "latent traversal"):
+    """The static counterpart of ``latent_sliders``: one row per dimension/direction, one column per value."""
+    import matplotlib.pyplot as plt
+
+    base = torch.zeros(latent_dim) if z0 is None else z0.detach().reshape(-1).cpu().float()
+    rows, names = [], []
+    if directions:
+        for name, d in directions.items():
+            u = d.detach().reshape(-1).cpu().float()
+            u = u / u.norm().clamp_min(1e-12)
+            rows.append(torch.stack([base + v * u for v in values]))
+            names.append(name)
+    else:
+        for d in check_dims(range(min(latent_dim, 10)) if dims is None else dims, latent_dim):
+            z = base.repeat(len(values), 1)
+            z[:, d] = torch.tensor(values, dtype=z.dtype)
+            rows.append(z)
+            names.append(f"z[{d}]")
+    images = decode(torch.cat(rows).to(device)).cpu()
+    fig, ax = plt.subplots(figsize=(0.9 * len(values) + 0.8, 0.9 * len(rows) + 0.5))
+    show_images(images, nrow=len(values), ax=ax)
+    h = images.shape[-2] + 1
+    ax.set_axis_on()
+    ax.set_xticks([(images.shape[-1] + 1) * (i + 0.5) for i in range(len(values))], [f"{v:+g}" for v in values],
+                  fontsize=7)
+    ax.set_yticks([h * (i + 0.5) for i in range(len(rows))], names, fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def show_live(widget: LiveImage, static: Callable[[], Any] | None = None) -> None:
+    """Display a live widget and, for viewers without a widget front end, a static picture below it."""
+    from IPython.display import display
+
+    display(widget.widget)
+    if static is not None:
+        fig = static()
+        if fig is not None:
+            display(fig)
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
