@@ -60,6 +60,7 @@ class Lesson:
     numbers: dict[str, Any] = field(default_factory=dict)
     checks: list[dict[str, Any]] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
+    reproduction: list[dict[str, Any]] = field(default_factory=list)
 
     def pick(self, override: T | None = None, **values: T) -> T:
         """``override`` if set (a papermill parameter), else the value for this profile."""
@@ -72,6 +73,12 @@ class Lesson:
     def note(self, **info: Any) -> None:
         """Store facts about the run that are not numbers to check (data source, subset...)."""
         self.notes.update({k: _plain(v) for k, v in info.items()})
+
+    def reproduce(self, what: str, ours: float, source_value: float | str | None, source: str,
+                  setting: str = "") -> None:
+        """Put one of our numbers next to the number a source reports (the README's reproduction table)."""
+        self.reproduction.append({"what": what, "ours": _plain(ours), "source_value": _plain(source_value),
+                                  "source": source, "setting": setting})
 
     def check(self, name: str, value: float, *, above: float | None = None, below: float | None = None,
               near: float | None = None, tol: float | None = None) -> float:
@@ -118,6 +125,7 @@ class Lesson:
             "seconds": round(self.seconds, 2), "machine": {**describe_machine(self.device),
                                                             "python": platform.python_version()},
             "numbers": self.numbers, "checks": self.checks, "notes": self.notes,
+            "reproduction": self.reproduction,
         }
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=out)
         with os.fdopen(fd, "w") as fh:
@@ -134,6 +142,14 @@ class Lesson:
         return path
 
 
+def _figure_defaults() -> None:
+    """Small PNG figures so executed notebooks stay light."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "figure.max_open_warning": 0,
+                         "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7})
+
+
 def start_lesson(notebook: str, profile: str | None = None, seed: int = 0, device: str | None = None) -> Lesson:
     """Resolve profile and device, seed everything, and print what this run is."""
     prof = resolve_profile(profile)
@@ -141,6 +157,7 @@ def start_lesson(notebook: str, profile: str | None = None, seed: int = 0, devic
     if dev.type == "cpu":
         set_cpu_threads()
     gen = seed_everything(seed)
+    _figure_defaults()
     lesson = Lesson(notebook=notebook, profile=prof, device=dev, seed=seed, generator=gen)
     print(f"{notebook}: profile={prof}, device={dev}, seed={seed}, torch {torch.__version__}")
     return lesson
