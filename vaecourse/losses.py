@@ -76,3 +76,31 @@ def terms_as_floats(terms: dict[str, torch.Tensor | float]) -> dict[str, float]:
     for k, v in terms.items():
         out[k] = float(v.detach().float().mean()) if torch.is_tensor(v) else float(v)
     return out
+
+
+def vae_terms(model, x: torch.Tensor, c: float = 0.05, beta: float = 1.0) -> dict[str, torch.Tensor]:
+    """The Gaussian-decoder VAE objective per batch: ‖x − x̂‖²/(2c) + β·KL(q(z|x) ‖ N(0, I)).
+
+    Returns the batch means of ``loss``, ``rec`` (the scaled squared error), ``kl`` (nats) and
+    ``sq_err`` (‖x − x̂‖² per image). With ``model.variational`` False (an AE) the KL is
+    reported but not added, so the AE and the VAE train the same nets on the same distortion.
+    """
+    out = model(x)
+    sq = squared_error(x, out.x_hat)
+    rec = sq / (2 * c)
+    kl = gaussian_kl(out.mu, out.logvar)
+    loss = rec + beta * kl if getattr(model, "variational", True) else rec
+    return {"loss": loss.mean(), "rec": rec.mean(), "kl": kl.mean(), "sq_err": sq.mean()}
+
+
+def vae_loss(c: float = 0.05, beta: float = 1.0):
+    """``loss_fn(model, batch)`` for ``fit``: the Gaussian VAE objective on the batch's first tensor."""
+    if c <= 0:
+        raise ValueError(f"the decoder variance c must be positive, got {c}")
+    if beta < 0:
+        raise ValueError(f"beta must be non-negative, got {beta}")
+
+    def loss_fn(model, batch):
+        return vae_terms(model, batch[0], c=c, beta=beta)
+
+    return loss_fn
