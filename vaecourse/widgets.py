@@ -97,13 +97,15 @@ def check_dims(dims: Sequence[int], latent_dim: int) -> list[int]:
 
 def latent_sliders(decode: Callable[[torch.Tensor], torch.Tensor], latent_dim: int, *,
                    z0: torch.Tensor | None = None, dims: Sequence[int] | None = None,
-                   directions: dict[str, torch.Tensor] | None = None, lim: float = 3.0, step: float = 0.05,
+                   directions: dict[str, torch.Tensor] | None = None, lim: float | None = None, step: float = 0.05,
                    scale: int = 4, title: str = "", device: torch.device | str = "cpu") -> LiveImage:
     """One slider per latent dimension in ``dims`` (default: all, up to 10), or per named direction.
 
     The decoded point is z0 + Σ aᵢ·eᵢ (coordinate sliders) or z0 + Σ aⱼ·dⱼ/‖dⱼ‖ (direction sliders,
-    e.g. a classifier's normal w/‖w‖).
+    e.g. a classifier's normal w/‖w‖). Sliders span ±``lim``: 3 prior standard deviations for
+    coordinates, 5 along directions (the edit lengths δ ≈ 3–5 of the IntroVAC paper).
     """
+    lim = lim if lim is not None else (5.0 if directions else 3.0)
     base = torch.zeros(latent_dim) if z0 is None else z0.detach().reshape(-1).cpu().float()
     if base.numel() != latent_dim:
         raise ValueError(f"z0 has {base.numel()} entries but the latent has {latent_dim}")

@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+from vaecourse.config import PROFILES, ProfileError, by_profile, pick_device, resolve_profile, seed_everything
+
+
+def test_profile_defaults_follow_the_environment(monkeypatch):
+    monkeypatch.delenv("VAECOURSE_PROFILE", raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert resolve_profile() == "smoke"
+    monkeypatch.setenv("CI", "false")
+    assert resolve_profile() == ("full" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("VAECOURSE_PROFILE", "full")
+    assert resolve_profile() == "full"
+    assert resolve_profile("smoke") == "smoke"  # an explicit choice wins over the environment
+
+
+def test_unknown_profile_names_the_valid_ones():
+    with pytest.raises(ProfileError) as err:
+        resolve_profile("fast")
+    for p in PROFILES:
+        assert p in str(err.value)
+
+
+def test_by_profile_override_and_missing_value():
+    assert by_profile("cpu", None, smoke=1, cpu=5, full=15) == 5
+    assert by_profile("cpu", 7, smoke=1, cpu=5, full=15) == 7
+    with pytest.raises(ValueError, match="missing"):
+        by_profile("cpu", None, smoke=1, cpu=5)
+
+
+def test_device_choice(monkeypatch):
+    monkeypatch.delenv("VAECOURSE_DEVICE", raising=False)
+    dev = pick_device()
+    assert dev.type in ("cuda", "mps", "cpu")
+    assert pick_device("cpu").type == "cpu"
+
+
+def test_seeding_repeats_exactly():
+    g = seed_everything(3)
+    a = (torch.randn(4), torch.randperm(10, generator=g))
+    g = seed_everything(3)
+    b = (torch.randn(4), torch.randperm(10, generator=g))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

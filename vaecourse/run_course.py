@@ -1,0 +1,93 @@
+"""Run the whole course (or some lessons) at one profile with papermill.
+
+    python -m vaecourse.run_course --profile full --out executed/full
+
+writes each executed notebook and its results file (``results/<notebook>.<profile>.json``) under
+``--out``; this is what a GPU session runs for the README's reproduction table. Any notebook
+parameter can be set with ``-p NAME VALUE`` (values are parsed as Python literals when they can be).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import PROFILES
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO_ROOT / "notebooks"
+
+
+def course_notebooks(select: list[str] | None = None) -> list[Path]:
+    """The course's notebooks in order, optionally only those whose name contains one of ``select``."""
+    books = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if select:
+        chosen = [p for p in books if any(s in p.stem for s in select)]
+        if not chosen:
+            raise SystemExit(f"no notebook matches {select}; the course has: {', '.join(p.stem for p in books)}")
+        return chosen
+    return books
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def run_notebook(path: Path, out_dir: Path, profile: str, parameters: dict | None = None,
+                 timeout: int | None = None) -> dict:
+    """Execute one notebook with papermill at ``profile``; returns a summary with seconds and status."""
+    import papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = {"PROFILE": profile, **(parameters or {})}
+    env_before = os.environ.get("VAECOURSE_RESULTS")
+    os.environ["VAECOURSE_RESULTS"] = str(out_dir / "results")
+    t0 = time.perf_counter()
+    status = "ok"
+    try:
+        papermill.execute_notebook(str(path), str(out_dir / path.name), parameters=params, kernel_name="python3",
+                                   cwd=str(path.parent), progress_bar=False, execution_timeout=timeout)
+    except Exception as err:  # keep going: one failing lesson should not hide the others' numbers
+        status = f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    finally:
+        if env_before is None:
+            os.environ.pop("VAECOURSE_RESULTS", None)
+        else:
+            os.environ["VAECOURSE_RESULTS"] = env_before
+    return {"notebook": path.stem, "profile": profile, "seconds": round(time.perf_counter() - t0, 1), "status": status}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=PROFILES, required=True, help="the size every notebook runs at")
+    parser.add_argument("--out", type=Path, default=None, help="folder for executed notebooks and results "
+                        "(default: executed/<profile>)")
+    parser.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
+    parser.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
+                        help="set a notebook parameter in every notebook")
+    parser.add_argument("--timeout", type=int, default=None, help="seconds a cell may run")
+    args = parser.parse_args(argv)
+    out = args.out or REPO_ROOT / "executed" / args.profile
+    params = {k: _literal(v) for k, v in args.param}
+    summary = []
+    for nb in course_notebooks(args.only):
+        print(f"running {nb.name} at profile {args.profile} ...", flush=True)
+        row = run_notebook(nb, out, args.profile, params, args.timeout)
+        print(f"  {row['status']} in {row['seconds']} s", flush=True)
+        summary.append(row)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    failed = [r for r in summary if r["status"] != "ok"]
+    print(f"{len(summary) - len(failed)}/{len(summary)} notebooks ran; executed copies and results in {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
