@@ -322,6 +322,10 @@ ALIASES = {"fashion-mnist": "fashion_mnist", "fashionmnist": "fashion_mnist", "f
            "sklearn_digits": "digits"}
 
 
+# every split loaded in this process, so a lesson's results name their data sources
+LOADED: list[str] = []
+
+
 def register_dataset(name: str, loader: Callable[..., ImageData] | str) -> None:
     """Make ``load_dataset(name)`` call ``loader`` (a function or a "module:function" string)."""
     DATASETS[name] = loader
@@ -355,6 +359,7 @@ def load_dataset(name: str, split: str = "train", *, root: str | Path | None = N
         data = replace(data, subset=True, source=f"{data.source}, first {limit} images (profile limit)")
     if device is not None:
         data = data.to(device)
+    LOADED.append(f"{data.name} {data.split} ({len(data)}{', subset' if data.subset else ''}): {data.source}")
     if verbose:
         print(data.describe())
     return data

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import torch
 
 from .config import by_profile, describe_machine, pick_device, resolve_profile, seed_everything, set_cpu_threads
+from .data import LOADED
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -61,6 +62,7 @@ class Lesson:
     checks: list[dict[str, Any]] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
     reproduction: list[dict[str, Any]] = field(default_factory=list)
+    first_loaded: int = field(default_factory=lambda: len(LOADED))
 
     def pick(self, override: T | None = None, **values: T) -> T:
         """``override`` if set (a papermill parameter), else the value for this profile."""
@@ -117,6 +119,11 @@ class Lesson:
 
     def save(self) -> Path:
         """Write the results file atomically and return its path."""
+        loaded = list(dict.fromkeys(LOADED[self.first_loaded:]))
+        if loaded and "data" not in self.notes:
+            self.notes["data"] = loaded
+            names = sorted({entry.split(" ")[0] + (" (subset)" if ", subset)" in entry else "") for entry in loaded})
+            self.notes.setdefault("data_source", ", ".join(names))
         out = results_dir()
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"{self.notebook}.{self.profile}.json"
