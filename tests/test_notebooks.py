@@ -1,0 +1,122 @@
+"""The notebooks as a reader and CI meet them.
+
+nbval (``--nbval-lax``) executes every notebook in the smoke profile; these tests check what it
+does not: the conventions of each committed notebook, the Colab install cell (with Colab
+simulated), papermill parameter injection through the course runner, and that two runs with
+the same seed record the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import types
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from vaecourse.run_course import course_notebooks
+from vaecourse.run_course import main as run_course
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = course_notebooks()
+REPO_URL = re.search(r'Repository = "([^"]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+
+
+def read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def test_the_course_has_its_notebooks():
+    assert len(NOTEBOOKS) >= 2, "the course's notebooks are missing"
+    assert [p.name[:2] for p in NOTEBOOKS] == sorted(p.name[:2] for p in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_conventions(path: Path):
+    nb = read(path)
+    cells = nb.cells
+    first = cells[0]
+    assert first.cell_type == "markdown" and first.source.lstrip().startswith(f"# {path.stem[:2]}")
+    assert f"colab.research.google.com/github/{REPO_URL.split('github.com/')[1]}/blob/main/notebooks/{path.name}" \
+        in first.source, "the first cell needs the Colab badge pointing at this notebook"
+    assert "google.colab" in cells[1].source and "%pip install" in cells[1].source
+    params = [c for c in cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and "PROFILE = None" in params[0].source and "SEED" in params[0].source
+    code = [c for c in cells if c.cell_type == "code" and c.source.strip()]
+    assert all(c.execution_count is not None for c in code), "commit the notebook executed"
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"], "committed with an error output"
+    assert "widgets" not in nb.metadata, "strip the widget state from the notebook's metadata"
+    assert path.stat().st_size < 3_000_000
+    text = "\n".join(c.source for c in code)
+    assert "start_lesson(" in text and "lesson.finish()" in text
+    outputs = "\n".join(o.get("text", "") for c in code for o in c.outputs if o.output_type == "stream")
+    assert re.search(r"profile=(smoke|cpu|full), device=", outputs), "outputs must say which profile/device ran"
+
+
+def run_install_cell(source: str, colab: bool) -> list[tuple[str, str]]:
+    """Execute the install cell's logic, with Colab present or not; returns the magics it would run."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    python = TransformerManager().transform_cell(source)
+    calls: list[tuple[str, str]] = []
+    fake_ipython = types.SimpleNamespace(run_line_magic=lambda name, line: calls.append((name, line)))
+    saved = sys.modules.get("google.colab")
+    if colab:
+        sys.modules["google.colab"] = types.ModuleType("google.colab")
+    try:
+        exec(compile(python, "<install cell>", "exec"), {"get_ipython": lambda: fake_ipython})
+    finally:
+        if colab and saved is None:
+            sys.modules.pop("google.colab", None)
+    return calls
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_install_cell(path: Path):
+    source = read(path).cells[1].source
+    assert run_install_cell(source, colab=False) == [], "outside Colab the install cell must do nothing"
+    calls = run_install_cell(source, colab=True)
+    assert len(calls) == 1 and calls[0][0] == "pip"
+    line = calls[0][1]
+    assert f"git+{REPO_URL}" in line, "install the package from the repository named in pyproject.toml"
+    assert "torch" not in line.replace("vaecourse", ""), "never force another torch on Colab"
+
+
+def test_course_runner_injects_parameters(tmp_path):
+    first = NOTEBOOKS[0]
+    code = run_course(["--profile", "smoke", "--only", first.stem, "--out", str(tmp_path), "-p", "SEED", "7"])
+    assert code == 0
+    results = json.loads((tmp_path / "results" / f"{first.stem}.smoke.json").read_text())
+    assert results["seed"] == 7 and results["profile"] == "smoke"
+    assert all(c["passed"] for c in results["checks"]) and results["checks"]
+    executed = read(tmp_path / first.name)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "SEED = 7" in injected[0].source
+
+
+def test_same_seed_same_numbers(tmp_path):
+    """Two smoke runs of a training lesson with the same seed record identical numbers on the CPU."""
+    lesson = next(p for p in NOTEBOOKS if p.stem.startswith("02"))
+    numbers = []
+    for run in ("a", "b"):
+        assert run_course(["--profile", "smoke", "--only", lesson.stem, "--out", str(tmp_path / run)]) == 0
+        numbers.append(json.loads((tmp_path / run / "results" / f"{lesson.stem}.smoke.json").read_text())["numbers"])
+    assert without_timings(numbers[0]) == without_timings(numbers[1])
+
+
+def without_timings(value):
+    """Drop wall-clock entries (seconds, ms, rates): they differ between runs by nature."""
+    timing = re.compile(r"second|time|_ms$|minutes|per_s$|rate_hz")
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if not timing.search(k)}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def test_course_runner_rejects_unknown_notebook():
+    with pytest.raises(SystemExit, match="no notebook matches"):
+        run_course(["--profile", "smoke", "--only", "99_nothing"])
