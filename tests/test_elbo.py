@@ -1,0 +1,160 @@
+"""Unit tests for vaecourse.elbo: exact pPCA evidence and posterior, the two ELBO identities, KL, gradients."""
+
+import math
+
+import pytest
+import torch
+
+from vaecourse import fit
+from vaecourse.elbo import (
+    ESTIMATORS,
+    GaussianEncoder,
+    LinearGaussian,
+    bound_figure,
+    diag_scale_tril,
+    elbo_gradient_samples,
+    elbo_loss,
+    elbo_monte_carlo,
+    exact_elbo_gradient,
+    figure_to_image,
+    gaussian_kl_full,
+    gradient_variance,
+    importance_weighted_bound,
+    kl_monte_carlo,
+    log_normal,
+    q_scale_2d,
+)
+from vaecourse.losses import gaussian_kl
+
+F64 = torch.float64
+
+
+@pytest.fixture
+def setup():
+    g = torch.Generator().manual_seed(0)
+    model = LinearGaussian.random(6, 2, noise_var=0.5, overlap=0.8, generator=g)
+    x, _ = model.sample(4, g)
+    return model, x, g
+
+
+def test_evidence_matches_numerical_integral(setup):
+    model, x, _ = setup
+    g = torch.linspace(-8, 8, 401, dtype=F64)
+    zz = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    log_joint = model.log_joint(x[:1], zz[:, None, :])[:, 0]
+    quad = torch.logsumexp(log_joint, 0) + 2 * math.log(float(g[1] - g[0]))
+    assert abs(float(quad - model.log_evidence(x[:1])[0])) < 1e-6
+
+
+def test_posterior_is_bayes_rule(setup):
+    model, x, g = setup
+    mean, scale = model.posterior(x)
+    z = torch.randn(3, *mean.shape, dtype=F64, generator=g)
+    lhs = log_normal(z, mean, scale)
+    rhs = model.log_joint(x, z) - model.log_evidence(x)
+    assert torch.allclose(lhs, rhs, atol=1e-10)
+
+
+def test_evidence_equals_elbo_plus_kl_exactly(setup):
+    model, x, g = setup
+    mu = torch.randn(len(x), 2, dtype=F64, generator=g)
+    scale = diag_scale_tril(torch.randn(len(x), 2, dtype=F64, generator=g))
+    gap = model.log_evidence(x) - model.elbo(x, mu, scale) - model.kl_to_posterior(x, mu, scale)
+    assert gap.abs().max() < 1e-10
+    assert (model.kl_to_posterior(x, mu, scale) > 0).all()
+
+
+def test_bound_tight_at_posterior_and_mc_has_zero_variance(setup):
+    model, x, g = setup
+    mean, scale = model.posterior(x)
+    assert (model.log_evidence(x) - model.elbo(x, mean, scale)).abs().max() < 1e-10
+    est, se = elbo_monte_carlo(model, x, mean, scale, 50, g)
+    assert (est - model.log_evidence(x)).abs().max() < 1e-8 and se.max() < 1e-8
+
+
+def test_mc_elbo_within_standard_errors(setup):
+    model, x, g = setup
+    mu = torch.zeros(len(x), 2, dtype=F64)
+    scale = torch.eye(2, dtype=F64).expand(len(x), 2, 2)
+    est, se = elbo_monte_carlo(model, x, mu, scale, 20000, g)
+    z = (est - model.elbo(x, mu, scale)) / se
+    assert z.abs().max() < 4.5
+
+
+def test_kl_closed_forms_agree_and_match_mc(setup):
+    _, _, g = setup
+    mu, lv = torch.randn(5, 3, dtype=F64, generator=g), torch.randn(5, 3, dtype=F64, generator=g)
+    zeros, eye = torch.zeros_like(mu), torch.eye(3, dtype=F64).expand(5, 3, 3)
+    full = gaussian_kl_full(mu, diag_scale_tril(lv), zeros, eye)
+    assert torch.allclose(full, gaussian_kl(mu, lv), atol=1e-12)
+    est, se = kl_monte_carlo(mu, diag_scale_tril(lv), zeros, eye, 20000, g)
+    assert ((est - full) / se).abs().max() < 4.5
+    assert gaussian_kl_full(mu, diag_scale_tril(lv), mu, diag_scale_tril(lv)).abs().max() < 1e-12
+
+
+def test_importance_weighted_bound_tightens(setup):
+    model, x, g = setup
+    mu, scale = torch.zeros(len(x), 2, dtype=F64), torch.eye(2, dtype=F64).expand(len(x), 2, 2)
+    b1 = torch.stack([importance_weighted_bound(model, x, mu, scale, 1, g) for _ in range(200)]).mean(0)
+    b100 = torch.stack([importance_weighted_bound(model, x, mu, scale, 100, g) for _ in range(200)]).mean(0)
+    log_px = model.log_evidence(x)
+    assert (b1 < b100).all() and (b100 < log_px + 0.05).all()
+
+
+def test_gradient_estimators_unbiased_and_reparam_less_noisy(setup):
+    model, x, g = setup
+    mean, logvar = model.mean_field_posterior(x[:1])
+    mu0, lv0 = 0.5 * mean[0], 0.5 * logvar[0]
+    exact = exact_elbo_gradient(model, x[0], mu0, lv0)
+    var = {}
+    for est in ESTIMATORS:
+        grads = elbo_gradient_samples(model, x[0], mu0, lv0, 4, 4000, est, g)
+        z = (grads.mean(0) - exact) / (grads.std(0) / math.sqrt(len(grads)))
+        assert z.abs().max() < 4.5, est
+        var[est] = gradient_variance(grads)
+    assert var["score"] > 10 * var["reparam"]
+    assert var["score_baseline"] < var["score"]
+    with pytest.raises(ValueError, match="estimator"):
+        elbo_gradient_samples(model, x[0], mu0, lv0, 4, 10, "pathwise", g)
+
+
+def test_encoder_training_closes_the_gap(setup):
+    model, _, g = setup
+    torch.manual_seed(0)
+    x, _ = model.sample(512, g)
+    enc = GaussianEncoder(6, 2, covariance="full").double().standardize(x)
+    hist = fit(enc, elbo_loss(model), (x,), epochs=30, batch_size=64, lr=3e-2, progress=False)
+    assert hist.series("elbo")[-1] > hist.series("elbo")[0] + 1.0
+    with torch.no_grad():
+        mu, scale = enc(x)
+    assert float(model.kl_to_posterior(x, mu, scale).mean()) < 0.3
+
+
+def test_mean_field_is_the_best_diagonal_q(setup):
+    model, x, _ = setup
+    mean, logvar = model.mean_field_posterior(x)
+    best = model.kl_to_posterior(x, mean, diag_scale_tril(logvar))
+    for dl in (-0.2, 0.2):
+        assert (model.kl_to_posterior(x, mean, diag_scale_tril(logvar + dl)) > best).all()
+    assert (best > 0.1).all()
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="noise_var"):
+        LinearGaussian(torch.zeros(3, 2), torch.zeros(3), 0.0)
+    with pytest.raises(ValueError, match="rho"):
+        q_scale_2d([0.0, 0.0], rho=1.0)
+    with pytest.raises(ValueError, match="covariance"):
+        GaussianEncoder(3, 2, covariance="block")
+    model = LinearGaussian.random(4, 2)
+    with pytest.raises(ValueError, match="data_dim"):
+        model.log_evidence(torch.zeros(2, 5, dtype=F64))
+    with pytest.raises(ValueError, match="n_samples"):
+        elbo_monte_carlo(model, torch.zeros(1, 4, dtype=F64), torch.zeros(1, 2, dtype=F64),
+                         torch.eye(2, dtype=F64)[None], 1)
+
+
+def test_bound_figure_renders(setup):
+    model, x, _ = setup
+    img = figure_to_image(bound_figure(model, x[0], [0.0, 0.0], q_scale_2d([0.0, 0.0], 0.3)))
+    assert img.shape[0] == 3 and img.shape[1] > 100 and 0 <= float(img.min()) and float(img.max()) <= 1
