@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+from vaecourse.reproduction import END, START, best_results, main, table, update_readme
+
+
+def write(folder, notebook, profile, rows, seconds=120.0):
+    (folder / f"{notebook}.{profile}.json").write_text(json.dumps({
+        "notebook": notebook, "profile": profile, "seconds": seconds, "machine": {"device": "cpu"},
+        "notes": {"data_source": "mnist (subset)"}, "reproduction": rows}))
+
+
+def test_largest_profile_wins_and_rows_are_marked(tmp_path):
+    row = {"what": "final loss", "ours": 301.5, "source_value": 307, "source": "report 004", "setting": "z=2"}
+    write(tmp_path, "02_ae_vs_vae", "smoke", [dict(row, ours=900.0)])
+    write(tmp_path, "02_ae_vs_vae", "cpu", [row])
+    best = best_results(tmp_path)
+    assert best["02_ae_vs_vae"]["profile"] == "cpu"
+    md = table(best)
+    assert "| 02_ae_vs_vae | final loss | 307 (report 004) | 301.5 | z=2 | cpu (not full scale) | cpu |" in md
+    assert "900" not in md
+    write(tmp_path, "02_ae_vs_vae", "full", [dict(row, ours=299.0)])
+    assert "| full |" in table(best_results(tmp_path))
+
+
+def test_readme_is_rewritten_between_markers_and_checked(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{START}\nold\n{END}\nafter\n")
+    results = tmp_path / "results"
+    results.mkdir()
+    write(results, "01_elbo", "cpu", [{"what": "x", "ours": 1.0, "source_value": None, "source": "s"}])
+    assert main(["--results", str(results), "--readme", str(readme), "--check"]) == 1
+    assert update_readme(readme, results) is True
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("after\n") and "old" not in text
+    assert main(["--results", str(results), "--readme", str(readme), "--check"]) == 0
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        update_readme(readme, results)
