@@ -1,0 +1,177 @@
+"""Tests for vaecourse.ccvae: the priors and bounds against brute force, splits, and that training learns."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from vaecourse import ccvae as cc
+from vaecourse.losses import gaussian_log_density
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets run fastest on one thread (and do not spin on a shared, busy CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small(labels: str = "categorical", n_labels: int = 4, c_dim: int = 3, s_dim: int = 2) -> cc.CCVAE:
+    torch.manual_seed(0)
+    return cc.CCVAE((1, 6, 6), n_labels, c_dim, s_dim, labels=labels, hidden=(16,))
+
+
+def test_marginal_prior_categorical_is_the_mixture():
+    m = small()
+    with torch.no_grad():
+        m.prior_logvar.normal_(0, 0.3)
+        m.set_label_prior(torch.tensor([0, 0, 0, 1, 2, 3, 3]))
+    zc = torch.randn(5, 3)
+    brute = torch.stack([
+        torch.logsumexp(torch.stack([gaussian_log_density(zc[i:i + 1], m.prior_mu[k:k + 1], m.prior_logvar[k:k + 1])[0]
+                                     + m.log_py[k] for k in range(4)]), 0) for i in range(5)])
+    assert torch.allclose(m.log_marginal_prior_c(zc), brute, atol=1e-5)
+    assert math.isclose(float(m.log_py.exp().sum()), 1.0, rel_tol=1e-6)
+
+
+def test_binary_prior_factorises_over_attributes():
+    m = small("binary", n_labels=3, c_dim=3)
+    with torch.no_grad():
+        m.log_py.copy_(torch.tensor([0.2, 0.5, 0.7]).log())
+    zc = torch.randn(4, 3)
+    terms = []
+    for ys in itertools.product([0.0, 1.0], repeat=3):
+        y = torch.tensor(ys).expand(4, 3)
+        mu, lv = m.cond_prior(y)
+        terms.append(gaussian_log_density(zc, mu, lv) + m.log_prior_y(y))
+    brute = torch.logsumexp(torch.stack(terms), 0)  # Σ over all 8 label vectors
+    assert torch.allclose(m.log_marginal_prior_c(zc), brute, atol=1e-5)
+
+
+def test_paper_unsupervised_enumeration_matches_all_label_vectors():
+    m = small("binary", n_labels=3, c_dim=3)
+    x = torch.rand(5, 1, 6, 6)
+    torch.manual_seed(1)
+    terms = cc.paper_unsupervised_terms(m, x, beta=1.0)
+    torch.manual_seed(1)  # the same draw of z
+    mu, lv = m.encode(x)
+    z = mu + (0.5 * lv).exp() * torch.randn_like(mu)
+    zc, zs = m.split(z)
+    kl_y = torch.zeros(5)
+    for ys in itertools.product([0.0, 1.0], repeat=3):
+        y = torch.tensor(ys).expand(5, 3)
+        log_q = m.log_qy(zc, y)
+        pm, plv = m.cond_prior(y)
+        kl_y += log_q.exp() * (log_q - gaussian_log_density(zc, pm, plv) - m.log_prior_y(y))
+    expected = gaussian_log_density(z, mu, lv) - gaussian_log_density(zs, 0 * zs, 0 * zs) + kl_y
+    assert torch.allclose(terms["kl"], expected, atol=1e-4)
+
+
+def test_report_supervised_kl_is_closed_form_and_ce_is_the_classifiers():
+    m = small()
+    x, y = torch.rand(6, 1, 6, 6), torch.tensor([0, 1, 2, 3, 0, 1])
+    t = cc.report_supervised_terms(m, x, y, beta=0.0, ce_weight=1.0)
+    assert torch.allclose(t["loss"], t["rec"] + t["ce"])
+    assert (t["kl_char"] >= 0).all() and (t["kl_style"] >= 0).all()
+    t2 = cc.report_unsupervised_terms(m, x, beta=0.0, entropy_weight=0.0)
+    assert torch.allclose(t2["loss"], t2["rec"])
+    assert (t2["entropy"] <= math.log(4) + 1e-5).all()
+
+
+def test_q_y_given_x_collapses_to_q_y_given_mean_when_posterior_is_sharp():
+    m = small()
+    mu_c, lv_c = torch.randn(5, 3), torch.full((5, 3), -30.0)
+    y = torch.tensor([0, 1, 2, 3, 1])
+    assert torch.allclose(cc.log_qy_given_x(m, mu_c, lv_c, y, k=8), m.log_qy(mu_c, y), atol=1e-4)
+    with pytest.raises(ValueError):
+        cc.log_qy_given_x(m, mu_c, lv_c, y, k=0)
+
+
+def test_paper_weight_averages_to_one():
+    # E_{q(z_c|x)}[q(y|z_c)/q(y|x)] = 1: estimate it with many draws of the supervised bound
+    m = small("binary", n_labels=3, c_dim=3)
+    x = torch.rand(1, 1, 6, 6).expand(400, 1, 6, 6)
+    y = torch.tensor([[1.0, 0.0, 1.0]]).expand(400, 3)
+    with torch.no_grad():
+        t = cc.paper_supervised_terms(m, x, y, k=1000)
+    assert abs(float(t["weight"].mean()) - 1.0) < 0.1
+
+
+def test_label_split_is_stratified_and_disjoint():
+    y = torch.arange(10).repeat_interleave(100)
+    s, u = cc.label_split(y, 0.01, seed=3)
+    assert len(s) == 10 and torch.equal(torch.sort(y[s]).values, torch.arange(10))
+    assert len(set(s.tolist()) & set(u.tolist())) == 0 and len(s) + len(u) == 1000
+    s_all, u_all = cc.label_split(y, 1.0)
+    assert len(s_all) == 1000 and len(u_all) == 0
+    with pytest.raises(ValueError):
+        cc.label_split(y, 0.0)
+
+
+def test_bad_inputs_name_the_fix():
+    with pytest.raises(ValueError, match="c_dim=3"):
+        cc.CCVAE((1, 6, 6), 3, 2, 2, labels="binary")
+    with pytest.raises(ValueError, match="categorical"):
+        cc.CCVAE((1, 6, 6), 3, 2, 2, labels="multi")
+    m = small()
+    with pytest.raises(ValueError, match="class indices"):
+        m.cond_prior(torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="N×5"):
+        m.decode(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="form"):
+        cc.fit_ccvae(m, torch.rand(4, 1, 6, 6), torch.tensor([0, 1, 2, 3]), form="other", epochs=1)
+
+
+def test_intervention_moves_only_its_characteristic_dimension():
+    m = small("binary", n_labels=3, c_dim=3).eval()
+    x = torch.rand(4, 1, 6, 6)
+    out = m.intervene(x, 1, 1.0, sample=False)
+    z = m.encode(x)[0].clone()
+    z[:, 1] = m.prior_mu[1, 1]
+    assert torch.allclose(out, m.decode(z), atol=1e-6)
+    swapped = m.swap(x, x.flip(0))
+    zs, zc = m.split(m.encode(x)[0])[1], m.split(m.encode(x.flip(0))[0])[0]
+    assert torch.allclose(swapped, m.decode(torch.cat([zc, zs], 1)), atol=1e-6)
+
+
+def _digits():
+    from vaecourse.data import load_digits
+
+    tr, te = load_digits("train"), load_digits("test")
+    return tr.images, tr.labels, te.images, te.labels
+
+
+@pytest.mark.parametrize("form", ["report", "paper"])
+def test_semi_supervised_training_learns_the_labels(form):
+    x, y, xt, yt = _digits()
+    s, u = cc.label_split(y, 0.2, seed=0)
+    torch.manual_seed(0)
+    m = cc.CCVAE((1, 8, 8), 10, 8, 4, hidden=(128,))
+    kw = {"ce_weight": 10.0} if form == "report" else {"k": 4}
+    h = cc.fit_ccvae(m, x[s], y[s], x[u], form=form, beta=0.2, epochs=6, batch_size=64, lr=2e-3, progress=False,
+                     sup_kwargs=kw)
+    losses = h.series("loss")
+    assert losses[-1] < losses[0]
+    assert cc.accuracy(m.predict(xt), yt) > 0.6  # chance is 0.1
+
+
+def test_binary_form_and_plain_classifier_learn_attributes():
+    # two toy attributes: bright top half, bright left half
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(600, 2, generator=g) > 0.5).float()
+    x = 0.15 * torch.rand(600, 1, 6, 6, generator=g)
+    x[:, :, :3, :] += 0.7 * y[:, 0].view(-1, 1, 1, 1)
+    x[:, :, :, :3] += 0.25 * y[:, 1].view(-1, 1, 1, 1)
+    x = x.clamp(0, 1)
+    torch.manual_seed(0)
+    m = cc.CCVAE((1, 6, 6), 2, 2, 2, labels="binary", hidden=(32,))
+    cc.fit_ccvae(m, x, y, form="paper", beta=1.0, epochs=15, batch_size=64, lr=3e-3, progress=False)
+    assert cc.accuracy(m.predict(x), y) > 0.9
+    clf = cc.PlainClassifier((1, 6, 6), 2, binary=True, hidden=(32,))
+    cc.fit_classifier(clf, x, y, epochs=10, batch_size=64, lr=3e-3, progress=False)
+    assert cc.accuracy(clf.predict(x), y) > 0.9
+    imgs = m.sample_conditional(y[:5])
+    assert imgs.shape == (5, 1, 6, 6) and float(imgs.min()) >= 0.0 and float(imgs.max()) <= 1.0
