@@ -1,0 +1,159 @@
+"""Unit tests for vaecourse.introvac: edits along the normal, the VAC loss, Algorithm 1's two steps, Langevin."""
+
+import math
+
+import pytest
+import torch
+
+from vaecourse import fit
+from vaecourse.introvac import (
+    VAC,
+    Betas,
+    energy,
+    introvac_optimizers,
+    introvac_step,
+    langevin_sample,
+    vac_loss,
+    vac_terms,
+)
+from vaecourse.nets import MLPDecoder, MLPEncoder
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small nets run fastest on one thread (and do not fight other processes for the cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def toy(n=256, seed=0):
+    """4x4 grey images: attribute 1 = a bright top half; brightness of the bottom half is a nuisance."""
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(n, generator=g) < 0.5).float()
+    x = 0.2 * torch.rand(n, 1, 4, 4, generator=g)
+    x[:, :, :2] += 0.7 * y[:, None, None, None]
+    x[:, :, 2:] += 0.5 * torch.rand(n, 1, 1, 1, generator=g)
+    return x.clamp(0, 1), y[:, None]
+
+
+def make(latent=2, fake=False, seed=0):
+    torch.manual_seed(seed)
+    enc = MLPEncoder((1, 4, 4), latent, hidden=(32,))
+    dec = MLPDecoder((1, 4, 4), latent, hidden=(32,))
+    return VAC(enc, dec, 1, fake_logit=fake, attribute_names=["top"])
+
+
+def test_edit_moves_the_logit_by_delta_times_norm():
+    model = make(latent=5)
+    z = torch.randn(7, 5)
+    w = model.classifier.weight[0].detach()
+    for delta in (-3.0, 4.0):
+        moved = model.edit_latent(z, {"top": delta})
+        gain = model.class_logits(moved) - model.class_logits(z)
+        assert torch.allclose(gain[:, 0], torch.full((7,), delta * float(w.norm())), atol=1e-5)
+        # the move is orthogonal to the hyperplane: nothing else in the code changes
+        assert torch.allclose((moved - z).norm(dim=1), torch.full((7,), abs(delta)), atol=1e-5)
+
+
+def test_vac_learns_the_attribute_and_reconstructs():
+    x, y = toy()
+    model = make()
+    with torch.no_grad():
+        before = vac_terms(model.eval(), x, y)
+    hist = fit(model, vac_loss(), [x, y], epochs=20, batch_size=64, lr=1e-2, progress=False)
+    with torch.no_grad():
+        after = vac_terms(model.eval(), x, y)
+    assert hist.series("loss")[-1] < 0.6 * hist.series("loss")[0]
+    assert float(after["acc"]) > 0.95 > float(before["acc"]) - 0.3
+    assert float(after["l1"]) < float(before["l1"])
+    # an edit of +3 along w/|w| from images without the attribute makes the classifier say "has it"
+    with torch.no_grad():
+        mu = model.encode(x[y[:, 0] == 0])[0]
+        flipped = (model.class_logits(model.edit_latent(mu, {"top": 3.0})) > 0).float().mean()
+        # and the decoded edit really has a brighter top half
+        img = model.decode(model.edit_latent(mu, {"top": 3.0}))
+    assert float(flipped) > 0.9
+    assert float(img[:, :, :2].mean() - model.decode(mu)[:, :, :2].mean()) > 0.2
+
+
+def test_labels_are_checked():
+    model = make()
+    with pytest.raises(ValueError, match="N×1"):
+        vac_terms(model, torch.rand(4, 1, 4, 4), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="fake_logit=True"):
+        introvac_optimizers(model)
+    with pytest.raises(ValueError, match="non-negative"):
+        Betas(g=-1.0)
+
+
+def test_introvac_step_discriminator_learns_fake_vs_real():
+    x, y = toy()
+    model = make(fake=True)
+    opts = introvac_optimizers(model, lr=1e-2)
+    # only the encoder/classifier game: they must learn to call reconstructions and samples fake, real images real
+    step = introvac_step(model, opts, Betas(ae=0.0, cl=4.0, reg=0.0, g=0.0, ec=1.0))
+    dec_before = [p.detach().clone() for p in model.decoder.parameters()]
+    for _ in range(80):
+        terms = step((x[:32], y[:32]))
+    with torch.no_grad():
+        p_real = torch.sigmoid(model.classifier(model.encode(x)[0])[:, -1]).mean()
+    assert float(terms["p_fake_rec"]) > float(p_real) + 0.3
+    assert float(terms["p_fake_gen"]) > float(p_real) + 0.3
+    # with beta_AE = beta_G = 0 the decoder gets no gradient and must not move
+    assert all(torch.equal(a, b) for a, b in zip(dec_before, model.decoder.parameters()))
+
+
+def test_introvac_decoder_step_leaves_encoder_alone_and_trains():
+    x, y = toy()
+    model = make(fake=True)
+    opts = introvac_optimizers(model, lr=3e-3)
+    # only the decoder's adversarial term: encoder and classifier get no gradient (Adam with zero grad: no move)
+    step = introvac_step(model, opts, Betas(ae=0.0, cl=0.0, reg=0.0, g=1.0, ec=0.0))
+    enc_before = [p.detach().clone() for p in [*model.encoder.parameters(), *model.classifier.parameters()]]
+    dec_before = [p.detach().clone() for p in model.decoder.parameters()]
+    step((x[:64], y[:64]))
+    assert all(torch.equal(a, b) for a, b in zip(enc_before, [*model.encoder.parameters(),
+                                                              *model.classifier.parameters()]))
+    assert any(not torch.equal(a, b) for a, b in zip(dec_before, model.decoder.parameters()))
+    # the full objective trains without autograd errors and the reconstruction improves
+    model = make(fake=True)
+    opts = introvac_optimizers(model, lr=1e-2)
+    hist = fit(model, None, [x, y], epochs=12, batch_size=64, progress=False,
+               train_step=introvac_step(model, opts), optimizers=opts)
+    assert hist.series("l1")[-1] < 0.8 * hist.series("l1")[0]
+    assert hist.last("acc") > 0.9
+
+
+def test_langevin_matches_the_exact_conditional():
+    model = make(latent=2)
+    with torch.no_grad():
+        model.classifier.weight.copy_(torch.tensor([[2.0, 0.0]]))
+        model.classifier.bias.fill_(-1.0)
+    g = torch.Generator().manual_seed(0)
+    res = langevin_sample(model, {"top": 1}, n=3000, steps=300, alpha=0.01, generator=g)
+    # exact E[z0 | y=1] for p(z0|y=1) ∝ sigmoid(2 z0 - 1) N(z0; 0, 1), by quadrature
+    t = torch.linspace(-8, 8, 4001, dtype=torch.float64)
+    dens = torch.sigmoid(2 * t - 1) * torch.exp(-t ** 2 / 2)
+    exact = float((t * dens).sum() / dens.sum())
+    assert abs(float(res.z[:, 0].mean()) - exact) < 0.06
+    assert abs(float(res.z[:, 1].std()) - 1.0) < 0.08  # the free direction stays N(0, 1)
+    p_y = float((dens.sum() * (t[1] - t[0])) / math.sqrt(2 * math.pi))
+    assert res.acceptance > p_y + 0.1  # better than drawing from the prior
+    assert model.classifier.weight.grad is None  # nothing accumulates in .grad across steps
+    assert res.energy[-1] < res.energy[0] + 1.0
+    # the energy is BCE + |z|^2/2
+    z = torch.zeros(1, 2)
+    u = energy(model, z, torch.ones(1), torch.ones(1))
+    assert abs(float(u) - math.log1p(math.e)) < 1e-5
+
+
+def test_introspective_copy_keeps_attribute_logits():
+    model = make(latent=3)
+    intro = model.introspective_copy()
+    z = torch.randn(5, 3)
+    assert intro.fake_logit and intro.classifier.out_features == 2
+    assert torch.allclose(intro.class_logits(z), model.class_logits(z))
+    assert torch.allclose(intro.classifier(z)[:, -1], torch.zeros(5))
+    assert intro.encoder is not model.encoder

@@ -1,0 +1,364 @@
+"""VAC and IntroVAC (paper 001): a VAE with a linear classifier on its latent, and its introspective game.
+
+VAC. A VAE whose latent z also predicts binary attributes through a *linear* classifier
+C(z) = σ(Wz + b). Its loss is ``β_AE·L_AE + β_CL·BCE(y, C(z)) + β_reg·KL``. Each row wₐ of W is
+normal to the hyperplane that separates "has attribute a" from "has not", so moving a code along
+wₐ/‖wₐ‖ by ±δ adds or removes the attribute (:meth:`VAC.edit_latent`), and Langevin dynamics on
+U(z) = −log p_w(y|z) − log p(z) draws codes of a chosen class (:func:`langevin_sample`).
+
+IntroVAC. One extra "fake" logit turns encoder + classifier into a discriminator: they learn to
+call reconstructions (decoded from detached latents) and prior samples fake, while the decoder
+learns to make reconstructions that they call real *and* of the original image's class, and
+prior samples that they call real. :func:`introvac_step` is Algorithm 1 of the paper: two
+optimiser steps per batch (encoder+classifier, then decoder).
+
+Scale of the terms: as in the authors' setting the β's weigh *means* — the L1 error per pixel,
+the BCE per logit, the KL per latent dimension — so β_AE = 100, β_CL = 10, β_reg = 3, β_G = 5,
+β_E,C = 0.01 (the paper's CelebA values, :data:`PAPER_BETAS`) keep their meaning at any image size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .losses import gaussian_kl, reparameterize
+
+Terms = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Betas:
+    """Weights of IntroVAC's terms: reconstruction, classification, KL, decoder's and encoder's adversarial."""
+
+    ae: float = 100.0
+    cl: float = 10.0
+    reg: float = 3.0
+    g: float = 5.0
+    ec: float = 0.01
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in self.__dict__.items() if not (v >= 0 and math.isfinite(v))}
+        if bad:
+            raise ValueError(f"the betas must be finite and non-negative, got {bad}")
+
+
+PAPER_BETAS = Betas()  # paper 001, section 4.1 (CelebA)
+
+
+@dataclass
+class VACOutput:
+    """One forward pass: posterior parameters, the latent used, the reconstruction, the class logits."""
+
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    z: torch.Tensor
+    x_hat: torch.Tensor
+    logits: torch.Tensor
+
+
+class VAC(nn.Module):
+    """Encoder + decoder + a linear classifier on z with one logit per attribute (plus a fake logit for IntroVAC)."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, n_attributes: int, fake_logit: bool = False,
+                 attribute_names: Sequence[str] | None = None):
+        super().__init__()
+        if n_attributes < 1:
+            raise ValueError(f"a VAC needs at least one attribute to classify, got n_attributes={n_attributes}")
+        if encoder.latent_dim != decoder.latent_dim:
+            raise ValueError(f"encoder latent {encoder.latent_dim} ≠ decoder latent {decoder.latent_dim}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.latent_dim = encoder.latent_dim
+        self.image_shape = encoder.image_shape
+        self.n_attributes = n_attributes
+        self.fake_logit = fake_logit
+        self.classifier = nn.Linear(self.latent_dim, n_attributes + int(fake_logit))
+        names = list(attribute_names) if attribute_names is not None else [f"a{i}" for i in range(n_attributes)]
+        if len(names) != n_attributes:
+            raise ValueError(f"{len(names)} attribute names for {n_attributes} attributes")
+        self.attribute_names = names
+
+    # -- the three nets
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def class_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The attribute logits wₐ·z + bₐ (N × attributes), without the fake logit."""
+        return self.classifier(z)[:, :self.n_attributes]
+
+    def forward(self, x: torch.Tensor) -> VACOutput:
+        mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar) if self.training else mu
+        return VACOutput(mu, logvar, z, self.decoder(z), self.class_logits(z))
+
+    # -- what the linear classifier gives
+    def directions(self) -> torch.Tensor:
+        """Unit normals wₐ/‖wₐ‖ of the attribute hyperplanes (attributes × latent_dim), detached."""
+        w = self.classifier.weight[:self.n_attributes].detach()
+        return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def attribute_index(self, attribute: str | int) -> int:
+        if isinstance(attribute, int):
+            if not 0 <= attribute < self.n_attributes:
+                raise ValueError(f"attribute index {attribute} outside 0..{self.n_attributes - 1}")
+            return attribute
+        if attribute not in self.attribute_names:
+            raise ValueError(f"no attribute {attribute!r}; this model has {', '.join(self.attribute_names)}")
+        return self.attribute_names.index(attribute)
+
+    def edit_latent(self, z: torch.Tensor, deltas: dict[str | int, float] | torch.Tensor) -> torch.Tensor:
+        """z + Σₐ δₐ·wₐ/‖wₐ‖: δ > 0 adds attribute a, δ < 0 removes it (paper 001, section 4.2)."""
+        u = self.directions().to(z.device, z.dtype)
+        if isinstance(deltas, dict):
+            d = torch.zeros(self.n_attributes, device=z.device, dtype=z.dtype)
+            for k, v in deltas.items():
+                d[self.attribute_index(k)] = float(v)
+        else:
+            d = torch.as_tensor(deltas, device=z.device, dtype=z.dtype)
+            if d.shape[-1] != self.n_attributes:
+                raise ValueError(f"deltas need one entry per attribute ({self.n_attributes}), "
+                                 f"got shape {tuple(d.shape)}")
+        return z + d @ u
+
+    @torch.no_grad()
+    def edit(self, x: torch.Tensor, deltas: dict[str | int, float] | torch.Tensor) -> torch.Tensor:
+        """Encode x (posterior mean), move along the attribute normals by ``deltas``, decode."""
+        mu, _ = self.encode(x)
+        return self.decode(self.edit_latent(mu, deltas))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decode the posterior mean (the middle image of the paper's triplets)."""
+        return self.decode(self.encode(x)[0])
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode n draws from the prior N(0, I)."""
+        device = self.classifier.weight.device
+        return self.decoder(torch.randn(n, self.latent_dim, generator=generator).to(device))
+
+    def introspective_copy(self) -> "VAC":
+        """A copy with the extra fake logit (zero-initialised) for IntroVAC, the nets and attribute rows kept.
+
+        IntroVAC can start from a trained VAC (the authors' code has such a VAC pre-training phase).
+        """
+        import copy
+
+        other = copy.deepcopy(self)
+        if self.fake_logit:
+            return other
+        old = other.classifier
+        other.classifier = nn.Linear(self.latent_dim, self.n_attributes + 1).to(old.weight.device)
+        with torch.no_grad():
+            other.classifier.weight.zero_()
+            other.classifier.bias.zero_()
+            other.classifier.weight[:self.n_attributes] = old.weight
+            other.classifier.bias[:self.n_attributes] = old.bias
+        other.fake_logit = True
+        return other
+
+
+def check_labels(y: torch.Tensor, model: VAC) -> torch.Tensor:
+    """Binary attribute labels as float N × attributes (a 1-D label becomes one column)."""
+    y = y.float()
+    if y.dim() == 1:
+        y = y[:, None]
+    if y.dim() != 2 or y.shape[1] != model.n_attributes:
+        raise ValueError(f"labels must be N×{model.n_attributes} binary attributes, got shape {tuple(y.shape)}; "
+                         "build the VAC with n_attributes matching the data set's classes")
+    return y
+
+
+def l1_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error per pixel, per example: IntroVAC's L_AE (L1 gives sharper images than MSE)."""
+    return (x - x_hat).abs().flatten(1).mean(1)
+
+
+def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) ‖ N(0, I)) divided by the latent size, per example: the scale β_reg = 3 was set for."""
+    return gaussian_kl(mu, logvar) / mu.shape[1]
+
+
+def with_real_column(y: torch.Tensor, value: float = 0.0) -> torch.Tensor:
+    """Append the fake-logit target (0 = real, 1 = fake) to attribute labels."""
+    return torch.cat([y, torch.full_like(y[:, :1], value)], dim=1)
+
+
+def vac_terms(model: VAC, x: torch.Tensor, y: torch.Tensor, betas: Betas = PAPER_BETAS) -> Terms:
+    """VAC's loss on a batch: β_AE·L1 + β_CL·BCE(y, C(z)) + β_reg·KL (batch means) and its parts.
+
+    With a fake logit (IntroVAC) real images also teach it "real" (target 0), as the classifier's
+    extra class must be told what real looks like.
+    """
+    y = check_labels(y, model)
+    mu, logvar = model.encode(x)
+    z = reparameterize(mu, logvar) if model.training else mu
+    x_hat = model.decode(z)
+    logits = model.classifier(z)
+    target = with_real_column(y) if model.fake_logit else y
+    ae = l1_error(x, x_hat).mean()
+    cl = F.binary_cross_entropy_with_logits(logits, target)
+    kl = kl_per_dim(mu, logvar).mean()
+    acc = ((logits[:, :model.n_attributes] > 0).float() == y).float().mean()
+    loss = betas.ae * ae + betas.cl * cl + betas.reg * kl
+    return {"loss": loss, "l1": ae, "bce": cl, "kl": kl, "acc": acc}
+
+
+def vac_loss(betas: Betas = PAPER_BETAS) -> Callable[[VAC, tuple[torch.Tensor, ...]], Terms]:
+    """``loss_fn(model, (x, y))`` for ``vaecourse.fit``: the VAC objective."""
+
+    def loss_fn(model: VAC, batch: tuple[torch.Tensor, ...]) -> Terms:
+        if len(batch) < 2:
+            raise ValueError("the VAC loss needs (images, attribute labels) batches: fit(model, loss, [x, y])")
+        return vac_terms(model, batch[0], batch[1], betas)
+
+    return loss_fn
+
+
+# ----------------------------------------------------------------------------- IntroVAC
+def introvac_optimizers(model: VAC, lr: float = 2e-4, betas: tuple[float, float] = (0.9, 0.999)
+                        ) -> dict[str, torch.optim.Optimizer]:
+    """Two Adam optimisers: ``"enc_cls"`` for encoder + classifier (Φ, w) and ``"dec"`` for the decoder (θ)."""
+    if not model.fake_logit:
+        raise ValueError("IntroVAC needs the extra fake logit: build VAC(..., fake_logit=True)")
+    return {"enc_cls": torch.optim.Adam([*model.encoder.parameters(), *model.classifier.parameters()], lr=lr,
+                                        betas=betas),
+            "dec": torch.optim.Adam(model.decoder.parameters(), lr=lr, betas=betas)}
+
+
+def fake_scores(model: VAC, x: torch.Tensor) -> torch.Tensor:
+    """All logits of C(E(x)) at the posterior mean: attributes then the fake logit (N × attributes+1)."""
+    return model.classifier(model.encode(x)[0])
+
+
+def introvac_step(model: VAC, optimizers: dict[str, torch.optim.Optimizer], betas: Betas = PAPER_BETAS,
+                  generator: torch.Generator | None = None) -> Callable[[tuple[torch.Tensor, ...]], Terms]:
+    """``train_step(batch)`` for ``vaecourse.fit``: one batch of Algorithm 1 (paper 001).
+
+    Step 1 (encoder + classifier) minimises
+    β_AE·L1(X, G(Z_r)) + β_CL·BCE([Y, real], C(Z_r)) + β_reg·KL + β_E,C·(BCE(fake | E(dt X_rr)) + BCE(fake | E(dt X_g)))
+    with X_rr = G(dt Z_r) and X_g = G(Z_g), Z_g ~ N(0, I). Its backward pass also leaves the
+    reconstruction's gradient in the decoder's ``.grad``. Step 2 (decoder) adds the gradient of
+    β_G·(BCE([Y, real] | C(E(X_rr))) + BCE(real | C(E(X_g)))), computed by a *fresh* encoder pass
+    after step 1 changed the encoder (backpropagating through the old pass would use weights that
+    the optimiser overwrote in place), and steps the decoder on the sum.
+    """
+    opt_ec, opt_dec = optimizers["enc_cls"], optimizers["dec"]
+    dec_params = [p for p in model.decoder.parameters() if p.requires_grad]
+
+    def step(batch: tuple[torch.Tensor, ...]) -> Terms:
+        x, y = batch[0], check_labels(batch[1], model)
+        opt_ec.zero_grad(set_to_none=True)
+        opt_dec.zero_grad(set_to_none=True)
+        # ---- step 1: encoder + classifier
+        mu, logvar = model.encode(x)
+        z_r = reparameterize(mu, logvar)
+        logits = model.classifier(z_r)
+        x_r = model.decode(z_r)                                     # reconstruction: trains E and G
+        x_rr = model.decode(z_r.detach())                           # the decoder's own graph, for step 2
+        z_g = torch.randn(z_r.shape, generator=generator).to(x.device)
+        x_g = model.decode(z_g)                                     # a prior sample, for step 2
+        real = with_real_column(y)
+        l1 = l1_error(x, x_r).mean()
+        bce = F.binary_cross_entropy_with_logits(logits, real)
+        kl = kl_per_dim(mu, logvar).mean()
+        fake_rr = fake_scores(model, x_rr.detach())[:, -1]          # dt: E,C's loss must not reach G
+        fake_g = fake_scores(model, x_g.detach())[:, -1]
+        ones = torch.ones_like(fake_rr)
+        l_ec = F.binary_cross_entropy_with_logits(fake_rr, ones) + F.binary_cross_entropy_with_logits(fake_g, ones)
+        loss_ec = betas.ae * l1 + betas.cl * bce + betas.reg * kl + betas.ec * l_ec
+        loss_ec.backward()
+        opt_ec.step()
+        # ---- step 2: decoder (its .grad already holds β_AE·∇θ L1 from step 1)
+        s_rr = fake_scores(model, x_rr)                             # fresh pass through the updated E and C
+        s_g = fake_scores(model, x_g)[:, -1]
+        l_g_r = F.binary_cross_entropy_with_logits(s_rr, real)      # right class and real
+        l_g_g = F.binary_cross_entropy_with_logits(s_g, torch.zeros_like(s_g))  # looks real
+        loss_g = betas.g * (l_g_r + l_g_g)
+        loss_g.backward(inputs=dec_params)                          # only θ collects this gradient
+        opt_dec.step()
+        with torch.no_grad():
+            acc = ((logits[:, :model.n_attributes] > 0).float() == y).float().mean()
+            p_fake_rr = torch.sigmoid(fake_rr).mean()
+            p_fake_g = torch.sigmoid(fake_g).mean()
+        return {"loss": loss_ec.detach(), "l1": l1.detach(), "bce": bce.detach(), "kl": kl.detach(),
+                "l_ec": l_ec.detach(), "l_g": (l_g_r + l_g_g).detach(), "acc": acc,
+                "p_fake_rec": p_fake_rr.detach(), "p_fake_gen": p_fake_g.detach()}
+
+    return step
+
+
+# ----------------------------------------------------------------------------- Langevin sampling of p(z | y)
+@dataclass
+class LangevinResult:
+    """Latents after the chains ran, which ones the classifier accepts, and the mean energy per step."""
+
+    z: torch.Tensor
+    accepted: torch.Tensor
+    energy: list[float]
+
+    @property
+    def acceptance(self) -> float:
+        return float(self.accepted.float().mean())
+
+
+def energy(model: VAC, z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """U(z) = −log p_w(y|z) − log p(z) per chain (up to a constant): BCE over the conditioned attributes + ½‖z‖²."""
+    logits = model.class_logits(z)
+    nll = F.binary_cross_entropy_with_logits(logits, target.expand_as(logits), reduction="none")
+    return (nll * mask).sum(1) + 0.5 * z.pow(2).sum(1)
+
+
+def langevin_sample(model: VAC, target: dict[str | int, int] | Sequence[float] | torch.Tensor, n: int = 16, *,
+                    steps: int = 5000, alpha: float = 2e-4, generator: torch.Generator | None = None,
+                    z0: torch.Tensor | None = None) -> LangevinResult:
+    """Draw n latents from p(z | y) ∝ p_w(y|z)·p(z) by Langevin dynamics, z ← z − α∇U + √(2α)·ε.
+
+    ``target`` gives y for the attributes to condition on (a dict name→0/1; the others are left
+    free), or a full vector. Chains start from the prior (paper 001: α = 2·10⁻⁴, 5000 steps,
+    several chains, reject the samples the classifier does not put in the class). Each step takes
+    the gradient of a fresh leaf with ``torch.autograd.grad``: nothing accumulates in ``.grad``.
+    """
+    if steps < 0 or alpha <= 0:
+        raise ValueError(f"need steps ≥ 0 and a positive step size alpha, got steps={steps}, alpha={alpha}")
+    device = model.classifier.weight.device
+    y = torch.zeros(model.n_attributes, device=device)
+    mask = torch.zeros(model.n_attributes, device=device)
+    if isinstance(target, dict):
+        for k, v in target.items():
+            i = model.attribute_index(k)
+            y[i], mask[i] = float(v), 1.0
+    else:
+        y = torch.as_tensor(target, dtype=torch.float32, device=device).reshape(-1)
+        if y.numel() != model.n_attributes:
+            raise ValueError(f"target needs one value per attribute ({model.n_attributes}), got {y.numel()}")
+        mask = torch.ones_like(y)
+    if not bool(((y == 0) | (y == 1)).all()):
+        raise ValueError(f"target values must be 0 or 1, got {y.tolist()}")
+    z = torch.randn(n, model.latent_dim, generator=generator).to(device) if z0 is None else z0.detach().to(device)
+    was_training = model.training
+    model.eval()
+    trace = []
+    noise_scale = math.sqrt(2 * alpha)
+    for _ in range(steps):
+        z = z.detach().requires_grad_(True)
+        u = energy(model, z, y, mask)
+        (grad,) = torch.autograd.grad(u.sum(), z)
+        noise = torch.randn(z.shape, generator=generator).to(device)
+        z = z.detach() - alpha * grad + noise_scale * noise
+        trace.append(u.detach().mean())
+    model.train(was_training)
+    z = z.detach()
+    with torch.no_grad():
+        pred = (model.class_logits(z) > 0).float()
+        accepted = ((pred == y) | (mask == 0)).all(dim=1)
+    return LangevinResult(z, accepted, torch.stack(trace).tolist() if trace else [])
