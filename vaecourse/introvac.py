@@ -349,13 +349,14 @@ def langevin_sample(model: VAC, target: dict[str | int, int] | Sequence[float] |
     model.eval()
     trace = []
     noise_scale = math.sqrt(2 * alpha)
-    for _ in range(steps):
-        z = z.detach().requires_grad_(True)
-        u = energy(model, z, y, mask)
-        (grad,) = torch.autograd.grad(u.sum(), z)
-        noise = torch.randn(z.shape, generator=generator).to(device)
-        z = z.detach() - alpha * grad + noise_scale * noise
-        trace.append(u.detach().mean())
+    with torch.enable_grad():  # also inside no_grad callers (a widget's render)
+        for _ in range(steps):
+            z = z.detach().requires_grad_(True)
+            u = energy(model, z, y, mask)
+            (grad,) = torch.autograd.grad(u.sum(), z)
+            noise = torch.randn(z.shape, generator=generator).to(device)
+            z = z.detach() - alpha * grad + noise_scale * noise
+            trace.append(u.detach().mean())
     model.train(was_training)
     z = z.detach()
     with torch.no_grad():
