@@ -139,3 +139,14 @@ def test_classifier_learns_classes():
     assert rd.accuracy(clf, images[300:], labels[300:]) > 0.9
     with pytest.raises(ValueError, match="class labels"):
         rd.train_classifier(images, torch.zeros(400, 3))
+
+
+def test_self_consistent_c_and_rank_correlation():
+    cs = [1e-4, 1e-2, 1.0]
+    assert rd.self_consistent_c(cs, [0.04, 0.04, 0.04]) == pytest.approx(0.04, rel=1e-9)
+    assert math.isnan(rd.self_consistent_c(cs, [2.0, 2.0, 2.0]))
+    assert rd.rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert rd.rank_correlation([1, 2, 3, 4], [5, 5, 1, 0]) < -0.9
+    assert rd.rank_correlation([1, 2, 3], [20, 20, 0]) == pytest.approx(-math.sqrt(3) / 2)
+    with pytest.raises(ValueError):
+        rd.rank_correlation([1], [2])

@@ -270,7 +270,7 @@ def sample_quality(classifier: nn.Module, samples: torch.Tensor, reference: torc
     probs = F.softmax(classifier(samples), dim=1)
     counts = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double()
     p = counts / counts.sum()
-    entropy = float(-(p[p > 0] * p[p > 0].log2()).sum())
+    entropy = float(-(p[p > 0] * p[p > 0].log2()).sum()) + 0.0  # + 0.0 turns -0.0 into 0.0
     out = {"confidence": float(probs.max(1).values.mean()), "class_entropy": entropy}
     if reference is not None:
         out["nn_distance"] = float(nearest_neighbour_distance(samples, reference, batch_size).mean())
@@ -302,3 +302,44 @@ def sharpness(images: torch.Tensor) -> float:
 def coverage_distance(samples: torch.Tensor, reference: torch.Tensor, batch_size: int = 1000) -> float:
     """Mean over reference images of the squared distance to the nearest sample: large when samples miss classes."""
     return float(nearest_neighbour_distance(reference, samples, batch_size).mean())
+
+
+# ----------------------------------------------------------------------------- reading a sweep
+def self_consistent_c(c_values: list[float], mse_per_pixel: list[float]) -> float:
+    """The c at which a sweep's held-out MSE per pixel equals c (log-log interpolation); NaN if never crossed.
+
+    A model trained with that c is already calibrated: c* = MSE(c). The σ-VAE should land there.
+    """
+    if len(c_values) != len(mse_per_pixel) or len(c_values) < 2:
+        raise ValueError("give at least two c values and one MSE per c value")
+    pairs = sorted(zip(c_values, mse_per_pixel))
+    logc = [math.log(c) for c, _ in pairs]
+    gap = [math.log(m) - math.log(c) for c, m in pairs]  # > 0 where the model's error exceeds its c
+    for i in range(len(pairs) - 1):
+        if gap[i] == 0:
+            return pairs[i][0]
+        if gap[i] * gap[i + 1] < 0:
+            t = gap[i] / (gap[i] - gap[i + 1])
+            return math.exp(logc[i] + t * (logc[i + 1] - logc[i]))
+    return pairs[-1][0] if gap[-1] == 0 else float("nan")
+
+
+def rank_correlation(a: list[float], b: list[float]) -> float:
+    """Spearman's rank correlation (ties get their average rank): +1 when b rises with a, −1 when it falls."""
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError("rank_correlation needs two sequences of the same length, at least 2")
+
+    def ranks(v: list[float]) -> torch.Tensor:
+        t = torch.tensor(v, dtype=torch.float64)
+        r = torch.empty_like(t)
+        order = torch.argsort(t)
+        r[order] = torch.arange(len(v), dtype=torch.float64)
+        for value in t.unique():  # average rank among ties
+            tied = t == value
+            r[tied] = r[tied].mean()
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = float(ra.norm() * rb.norm())
+    return float((ra * rb).sum()) / denom if denom > 0 else float("nan")
