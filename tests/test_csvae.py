@@ -1,0 +1,109 @@
+"""Unit tests for vaecourse.csvae: shapes, priors, the min-max step's parameter bookkeeping, and the toy."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import vaecourse as vc
+from vaecourse import csvae as cs
+
+
+def test_prior_params_per_label_value():
+    prior = cs.SubspacePrior()
+    mu, logvar = prior.params(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), w_dim=2)
+    assert mu.tolist() == [[0, 0, 3, 3], [3, 3, 0, 0]]
+    assert torch.allclose(logvar.exp(), torch.tensor([[0.1, 0.1, 1, 1], [1, 1, 0.1, 0.1]]))
+
+
+def test_entropy_and_cross_entropy_closed_form():
+    logits = torch.tensor([[0.0, 0.0], [20.0, -20.0]])
+    h = cs.bernoulli_entropy(logits)
+    assert h[0].item() == pytest.approx(2 * math.log(2), abs=1e-6)
+    assert h[1].item() == pytest.approx(0.0, abs=1e-6)
+    ce = cs.label_cross_entropy(torch.zeros(1, 1), torch.ones(1, 1))
+    assert ce.item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(3,), (3, 32, 32)])
+def test_models_shapes_and_transfer(shape):
+    x = torch.rand(5, *shape)
+    y = torch.randint(0, 2, (5, 2)).float()
+    for model in (cs.CVAE(shape, 2, 4, channels=(8, 8, 8)), cs.CVAE(shape, 2, 4, info=True, channels=(8, 8, 8)),
+                  cs.CSVAE(shape, 2, 4, 2, channels=(8, 8, 8))):
+        out = model(x, y)
+        assert out["x_hat"].shape == x.shape
+        assert out["z"].shape == (5, 4)
+        assert model.transfer(x, y, 1 - y).shape == x.shape
+
+
+def test_csvae_transfer_sets_changed_subspace_to_prior_mean_only():
+    torch.manual_seed(0)
+    model = cs.CSVAE((3,), 2, 2, 2).eval()
+    x, y = torch.randn(4, 3), torch.tensor([[0.0, 1.0]] * 4)
+    y_new = torch.tensor([[1.0, 1.0]] * 4)  # only attribute 0 changes
+    seen = {}
+    model.decode = lambda z, w: seen.setdefault("w", w) @ torch.ones(4, 3)  # capture the w that is decoded
+    model.transfer(x, y, y_new)
+    _, _, mu_w, _ = model.encode(x, y)
+    assert torch.allclose(seen["w"][:, :2], torch.full((4, 2), 3.0))
+    assert torch.allclose(seen["w"][:, 2:], mu_w[:, 2:])
+
+
+def test_bad_labels_raise_clear_error():
+    model = cs.CSVAE((3,), 2, 2, 2)
+    with pytest.raises(ValueError, match="2 binary label"):
+        model(torch.randn(4, 3), torch.zeros(4, 3))
+
+
+def test_adversarial_step_touches_the_right_parameters():
+    """The adversary's step must not move the VAE, and the VAE's step must not move the adversary."""
+    torch.manual_seed(0)
+    model = cs.CSVAE((3,), 1, 2, 2)
+    opts = cs.make_optimizers(model)
+    vae_before = [p.detach().clone() for p in model.vae_parameters()]
+    adv_before = [p.detach().clone() for p in model.adversary.parameters()]
+    # Freeze the VAE's optimiser: after a step, only the adversary may have moved.
+    opts_adv_only = {"vae": torch.optim.SGD(model.vae_parameters(), lr=0.0), "adversary": opts["adversary"]}
+    x, y = torch.randn(32, 3), torch.randint(0, 2, (32, 1)).float()
+    cs.adversarial_step(model, opts_adv_only)((x, y))
+    assert all(torch.equal(a, b) for a, b in zip(vae_before, model.vae_parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(adv_before, model.adversary.parameters()))
+    # Freeze the adversary's optimiser: after a step, only the VAE may have moved, and no gradient reached it.
+    adv_now = [p.detach().clone() for p in model.adversary.parameters()]
+    opts_vae_only = {"vae": opts["vae"], "adversary": torch.optim.SGD(model.adversary.parameters(), lr=0.0)}
+    terms = cs.adversarial_step(model, opts_vae_only)((x, y))
+    assert all(torch.equal(a, b) for a, b in zip(adv_now, model.adversary.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(vae_before, model.vae_parameters()))
+    assert {"loss", "sq_err", "kl_w", "kl_z", "entropy", "adv_acc", "adv_ce"} <= set(terms)
+
+
+def test_step_needs_matching_optimizers():
+    model = cs.CVAE((3,), 1, 2)
+    with pytest.raises(ValueError, match="adversary"):
+        cs.adversarial_step(model, cs.make_optimizers(cs.CVAE((3,), 1, 2, info=True)) | {"vae": None})
+
+
+def test_probe_and_majority():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(400, 2))
+    y = (f[:, 0] > 0).astype(float)
+    assert cs.probe_accuracy(f[:300], y[:300], f[300:], y[300:])[0] > 0.9
+    assert cs.majority_rate(np.ones(10), np.array([1, 1, 0, 0]))[0] == 0.5
+
+
+def test_toy_csvae_separates_w_not_z():
+    """A short run on the swiss roll: y is linearly readable from w, and the loss falls."""
+    vc.seed_everything(0)
+    x, y, _, scaling = cs.swiss_roll(800, seed=0)
+    xt, yt, _, _ = cs.swiss_roll(400, seed=1)
+    model = cs.CSVAE((3,), 1, 2, 2)
+    opts = cs.make_optimizers(model, adversary_lr=3e-3)
+    hist = vc.fit(model, None, (x, y), epochs=8, batch_size=128, train_step=cs.adversarial_step(model, opts,
+                  adversary_steps=2), optimizers=opts, progress=False)
+    assert hist.series("sq_err")[-1] < 0.5 * hist.series("sq_err")[0]
+    lat, lat_t = cs.encode_all(model, x, y), cs.encode_all(model, xt, yt)
+    assert cs.probe_accuracy(lat["w"], y, lat_t["w"], yt)[0] > 0.95
+    height, _ = cs.roll_coordinates(cs.batched_transfer(model, xt, yt, 1 - yt), scaling)
+    assert ((height > 10.5) == (yt[:, 0].numpy() < 0.5)).mean() > 0.8

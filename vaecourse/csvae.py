@@ -1,0 +1,471 @@
+"""Lesson 07: CVAE, CVAE with information factorisation, and the Conditional Subspace VAE (CSVAE).
+
+Three ways to put binary labels y ∈ {0, 1}^k into a VAE so that an attribute can be edited:
+
+* :class:`CVAE` — q(z|x, y), p(x|z, y); edit by decoding with another y.
+* :class:`CVAE` with ``info=True`` (CVAE-info) — q(z|x) without y, plus an adversary r(z) that
+  predicts y while the encoder is trained to maximise its cross-entropy (Creswell et al. 2017).
+* :class:`CSVAE` — latent (z, w) with one low-dimensional subspace Wᵢ per attribute: q(w|x, y)
+  with a fixed prior p(wᵢ|yᵢ) per label value, q(z|x) with N(0, I), and an adversary q(y|z) whose
+  entropy the encoder maximises so that z keeps no label information (Klys, Snell & Zemel 2018).
+
+The two adversarial models train with two optimisers: :func:`adversarial_step` builds the
+``train_step`` for ``vaecourse.fit`` (the adversary learns on a *detached* z first, then the VAE
+learns against the freshly updated, frozen adversary). The same nets work on vectors (the
+swiss-roll toy: ``data_shape=(3,)``) and on images (``data_shape=(3, 32, 32)``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .losses import gaussian_kl, gaussian_kl_between, reparameterize, squared_error
+from .nets import ConvDecoder, ConvEncoder, MLPDecoder, variance_to_logvar
+
+Terms = dict[str, torch.Tensor]
+
+
+# ----------------------------------------------------------------------------- building blocks
+def mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear/ELU layers through ``sizes`` (no activation after the last one)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ELU())
+    return nn.Sequential(*layers)
+
+
+def _check_shape(data_shape: Sequence[int]) -> tuple[int, ...]:
+    shape = tuple(int(s) for s in data_shape)
+    if len(shape) not in (1, 3):
+        raise ValueError(f"data_shape must be (D,) for vectors or (C, H, W) for images, got {shape}")
+    return shape
+
+
+def make_trunk(data_shape: Sequence[int], hidden: Sequence[int] = (64, 64),
+               channels: Sequence[int] = (32, 64, 32)) -> tuple[nn.Module, int]:
+    """The shared feature extractor of the encoders: an MLP for vectors, report 004's conv body for images."""
+    shape = _check_shape(data_shape)
+    if len(shape) == 1:
+        body = nn.Sequential(mlp([shape[0], *hidden]), nn.ELU())
+        return body, int(hidden[-1])
+    conv = ConvEncoder(shape, 1, channels)  # only its conv body is used; the head is dropped
+    return nn.Sequential(conv.body, nn.Flatten()), int(math.prod(conv.feature_shape))
+
+
+def make_decoder(data_shape: Sequence[int], latent_dim: int, hidden: Sequence[int] = (64, 64),
+                 channels: Sequence[int] = (32, 64, 32)) -> nn.Module:
+    """p(x|latent): a linear-output MLP for vectors (standardised data), a sigmoid conv decoder for images."""
+    shape = _check_shape(data_shape)
+    if len(shape) == 1:
+        return MLPDecoder(shape, latent_dim, tuple(hidden)[::-1], logits=True)
+    return ConvDecoder(shape, latent_dim, channels)
+
+
+class Adversary(nn.Module):
+    """r(z) / q_δ(y|z): an MLP from z to one logit per binary attribute."""
+
+    def __init__(self, z_dim: int, n_labels: int, hidden: Sequence[int] = (64, 64)):
+        super().__init__()
+        self.net = mlp([z_dim, *hidden, n_labels])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+def _labels(y: torch.Tensor, n_labels: int) -> torch.Tensor:
+    """Labels as an N×k float tensor of 0/1 (a length-N vector is taken as one attribute)."""
+    y = y.float()
+    if y.dim() == 1:
+        y = y.unsqueeze(1)
+    if y.dim() != 2 or y.shape[1] != n_labels:
+        raise ValueError(f"this model was built for {n_labels} binary label(s) per example (N×{n_labels}), "
+                         f"got labels of shape {tuple(y.shape)}; pass data.labels[:, columns] for the attributes used")
+    return y
+
+
+def bernoulli_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """H(q(y|z)) in nats per example, summed over independent binary attributes (at most k·log 2)."""
+    p = torch.sigmoid(logits)
+    return (F.softplus(logits) - p * logits).sum(1)  # −p log p − (1−p) log(1−p), written stably
+
+
+def label_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """−log q(y|z) in nats per example, summed over attributes."""
+    return F.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(1)
+
+
+# ----------------------------------------------------------------------------- CVAE / CVAE-info
+class CVAE(nn.Module):
+    """Conditional VAE: q(z|x, y) (or q(z|x) with ``info=True``) and p(x|z, y).
+
+    With ``info=True`` the model also owns ``adversary`` r(z) → y, trained by
+    :func:`adversarial_step`; the encoder then never sees y, so y can only enter through the decoder.
+    """
+
+    def __init__(self, data_shape: Sequence[int], n_labels: int, z_dim: int = 8, *, info: bool = False,
+                 hidden: Sequence[int] = (64, 64), channels: Sequence[int] = (32, 64, 32),
+                 adversary_hidden: Sequence[int] = (64, 64)):
+        super().__init__()
+        if n_labels < 1 or z_dim < 1:
+            raise ValueError(f"n_labels and z_dim must be at least 1, got {n_labels} and {z_dim}")
+        self.data_shape = _check_shape(data_shape)
+        self.n_labels, self.z_dim, self.info = n_labels, z_dim, info
+        self.trunk, feat = make_trunk(self.data_shape, hidden, channels)
+        self.head_z = nn.Linear(feat + (0 if info else n_labels), 2 * z_dim)
+        self.decoder = make_decoder(self.data_shape, z_dim + n_labels, hidden, channels)
+        self.adversary = Adversary(z_dim, n_labels, adversary_hidden) if info else None
+
+    def vae_parameters(self) -> list[nn.Parameter]:
+        """Encoder and decoder parameters (what the VAE optimiser steps; never the adversary's)."""
+        skip = {id(p) for p in (self.adversary.parameters() if self.adversary is not None else [])}
+        return [p for p in self.parameters() if id(p) not in skip]
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ²) of q(z|x, y), or of q(z|x) for CVAE-info (y ignored)."""
+        h = self.trunk(x)
+        if not self.info:
+            h = torch.cat([h, _labels(y, self.n_labels)], 1)
+        mu, raw = self.head_z(h).chunk(2, dim=1)
+        return mu, variance_to_logvar(raw)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean of p(x|z, y)."""
+        return self.decoder(torch.cat([z, _labels(y, self.n_labels)], 1))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, logvar = self.encode(x, y)
+        z = reparameterize(mu, logvar) if self.training else mu
+        return {"mu_z": mu, "logvar_z": logvar, "z": z, "x_hat": self.decode(z, y)}
+
+    @torch.no_grad()
+    def transfer(self, x: torch.Tensor, y: torch.Tensor, y_new: torch.Tensor) -> torch.Tensor:
+        """Attribute transfer: encode with the true labels, decode with ``y_new``."""
+        mu, _ = self.encode(x, y)
+        return self.decode(mu, y_new)
+
+    @torch.no_grad()
+    def latents(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The posterior means, for probes and plots: {'z': ...}."""
+        return {"z": self.encode(x, y)[0]}
+
+
+# ----------------------------------------------------------------------------- CSVAE
+@dataclass(frozen=True)
+class SubspacePrior:
+    """p(wᵢ|yᵢ): a fixed isotropic Gaussian per label value in every subspace Wᵢ (same for every i).
+
+    Defaults: yᵢ = 0 (attribute absent) → N(0, 0.1·I): a tight blob, "no glasses" has little to vary;
+    yᵢ = 1 (present) → N(3·1, I): a unit-variance cloud far from it, room for the kinds of glasses.
+    The means are ~4 standard deviations apart, so the two priors barely overlap and setting wᵢ to
+    the other prior's mean is a clean edit; the different scales are the paper's tight/broad choice.
+    """
+
+    mean0: float = 0.0
+    var0: float = 0.1
+    mean1: float = 3.0
+    var1: float = 1.0
+
+    def params(self, y: torch.Tensor, w_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ²) of p(w|y) for N×k labels: N×(k·w_dim), attribute i in columns i·w_dim … (i+1)·w_dim − 1."""
+        y = y.float().repeat_interleave(w_dim, dim=1)
+        mu = self.mean0 + (self.mean1 - self.mean0) * y
+        var = self.var0 + (self.var1 - self.var0) * y
+        return mu, var.log()
+
+
+class CSVAE(nn.Module):
+    """Conditional Subspace VAE: q(z|x), q(w|x, y) with w = (w₁ … w_k), wᵢ ∈ R^w_dim, p(x|z, w), adversary q(y|z)."""
+
+    def __init__(self, data_shape: Sequence[int], n_labels: int, z_dim: int = 8, w_dim: int = 2, *,
+                 prior: SubspacePrior = SubspacePrior(), hidden: Sequence[int] = (64, 64),
+                 channels: Sequence[int] = (32, 64, 32), adversary_hidden: Sequence[int] = (64, 64)):
+        super().__init__()
+        if n_labels < 1 or z_dim < 1 or w_dim < 1:
+            raise ValueError(f"n_labels, z_dim and w_dim must be at least 1, got {n_labels}, {z_dim}, {w_dim}")
+        self.data_shape = _check_shape(data_shape)
+        self.n_labels, self.z_dim, self.w_dim, self.prior = n_labels, z_dim, w_dim, prior
+        self.trunk, feat = make_trunk(self.data_shape, hidden, channels)
+        self.head_z = nn.Linear(feat, 2 * z_dim)
+        self.head_w = nn.Sequential(nn.Linear(feat + n_labels, hidden[-1]), nn.ELU(),
+                                    nn.Linear(hidden[-1], 2 * n_labels * w_dim))
+        self.decoder = make_decoder(self.data_shape, z_dim + n_labels * w_dim, hidden, channels)
+        self.adversary = Adversary(z_dim, n_labels, adversary_hidden)
+
+    def vae_parameters(self) -> list[nn.Parameter]:
+        """Encoder and decoder parameters (what the VAE optimiser steps; never the adversary's)."""
+        skip = {id(p) for p in self.adversary.parameters()}
+        return [p for p in self.parameters() if id(p) not in skip]
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(μ_z, log σ²_z) of q(z|x) and (μ_w, log σ²_w) of q(w|x, y)."""
+        h = self.trunk(x)
+        mu_z, raw_z = self.head_z(h).chunk(2, dim=1)
+        mu_w, raw_w = self.head_w(torch.cat([h, _labels(y, self.n_labels)], 1)).chunk(2, dim=1)
+        return mu_z, variance_to_logvar(raw_z), mu_w, variance_to_logvar(raw_w)
+
+    def decode(self, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The mean of p(x|z, w)."""
+        return self.decoder(torch.cat([z, w], 1))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu_z, logvar_z, mu_w, logvar_w = self.encode(x, y)
+        z = reparameterize(mu_z, logvar_z) if self.training else mu_z
+        w = reparameterize(mu_w, logvar_w) if self.training else mu_w
+        return {"mu_z": mu_z, "logvar_z": logvar_z, "mu_w": mu_w, "logvar_w": logvar_w, "z": z, "w": w,
+                "x_hat": self.decode(z, w)}
+
+    def subspace(self, i: int) -> slice:
+        """The columns of w that make up Wᵢ."""
+        if not 0 <= i < self.n_labels:
+            raise ValueError(f"the model has {self.n_labels} subspace(s) W0..W{self.n_labels - 1}; no W{i}")
+        return slice(i * self.w_dim, (i + 1) * self.w_dim)
+
+    def prior_w(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ²) of p(w|y)."""
+        return self.prior.params(_labels(y, self.n_labels), self.w_dim)
+
+    @torch.no_grad()
+    def transfer(self, x: torch.Tensor, y: torch.Tensor, y_new: torch.Tensor, sample: bool = False,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Attribute transfer: keep z and the unchanged wⱼ; set each changed wᵢ to p(wᵢ|yᵢ')'s mean (or a draw)."""
+        y, y_new = _labels(y, self.n_labels), _labels(y_new, self.n_labels)
+        mu_z, _, mu_w, _ = self.encode(x, y)
+        p_mu, p_logvar = self.prior_w(y_new)
+        target = reparameterize(p_mu, p_logvar, generator=generator) if sample else p_mu
+        changed = (y != y_new).repeat_interleave(self.w_dim, dim=1)
+        return self.decode(mu_z, torch.where(changed, target, mu_w))
+
+    @torch.no_grad()
+    def latents(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The posterior means, for probes and plots: {'z': ..., 'w': ...}."""
+        mu_z, _, mu_w, _ = self.encode(x, y)
+        return {"z": mu_z, "w": mu_w}
+
+
+# ----------------------------------------------------------------------------- objectives
+@dataclass(frozen=True)
+class Weights:
+    """The weights of the objective's terms; defaults are the CSVAE paper's β₁ … β₅ (arXiv 1812.06190).
+
+    ``rec`` multiplies ‖x − x̂‖² per example (a Gaussian decoder with variance c = 1/(2·rec));
+    ``kl_w`` KL(q(w|x,y) ‖ p(w|y)); ``kl_z`` KL(q(z|x) ‖ N(0, I)); ``adv_enc`` the adversarial term in
+    the encoder's loss (CSVAE: −entropy of q(y|z); CVAE-info: −cross-entropy of r(z)); ``adv`` the
+    adversary's own cross-entropy.
+    """
+
+    rec: float = 20.0
+    kl_w: float = 1.0
+    kl_z: float = 0.2
+    adv_enc: float = 10.0
+    adv: float = 1.0
+
+
+def cvae_terms(model: CVAE, x: torch.Tensor, y: torch.Tensor, weights: Weights = Weights()) -> Terms:
+    """CVAE's negative ELBO per batch: rec·‖x − x̂‖² + kl_z·KL(q(z|x,y) ‖ N(0, I)) (means over the batch)."""
+    out = model(x, y)
+    sq = squared_error(x, out["x_hat"])
+    kl = gaussian_kl(out["mu_z"], out["logvar_z"])
+    loss = weights.rec * sq + weights.kl_z * kl
+    return {"loss": loss.mean(), "sq_err": sq.mean(), "kl_z": kl.mean(), "out": out}
+
+
+def csvae_terms(model: CSVAE, x: torch.Tensor, y: torch.Tensor, weights: Weights = Weights()) -> Terms:
+    """CSVAE's M₁ without the adversary: rec·‖x − x̂‖² + kl_w·KL(q(w|x,y) ‖ p(w|y)) + kl_z·KL(q(z|x) ‖ N(0, I))."""
+    out = model(x, y)
+    sq = squared_error(x, out["x_hat"])
+    p_mu, p_logvar = model.prior_w(y)
+    kl_w = gaussian_kl_between(out["mu_w"], out["logvar_w"], p_mu, p_logvar)
+    kl_z = gaussian_kl(out["mu_z"], out["logvar_z"])
+    loss = weights.rec * sq + weights.kl_w * kl_w + weights.kl_z * kl_z
+    return {"loss": loss.mean(), "sq_err": sq.mean(), "kl_w": kl_w.mean(), "kl_z": kl_z.mean(), "out": out}
+
+
+def model_terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: Weights = Weights()) -> Terms:
+    """The VAE part of the objective of any of the three models."""
+    if isinstance(model, CSVAE):
+        return csvae_terms(model, x, y, weights)
+    if isinstance(model, CVAE):
+        return cvae_terms(model, x, y, weights)
+    raise TypeError(f"expected a CVAE or CSVAE, got {type(model).__name__}")
+
+
+def make_optimizers(model: nn.Module, lr: float = 1e-3, adversary_lr: float | None = None
+                    ) -> dict[str, torch.optim.Optimizer]:
+    """Adam for the VAE's parameters and (if the model has one) a separate Adam for the adversary's."""
+    opts = {"vae": torch.optim.Adam(model.vae_parameters(), lr=lr)}
+    if getattr(model, "adversary", None) is not None:
+        opts["adversary"] = torch.optim.Adam(model.adversary.parameters(), lr=adversary_lr or lr)
+    return opts
+
+
+def adversarial_step(model: nn.Module, optimizers: dict[str, torch.optim.Optimizer], weights: Weights = Weights(),
+                     adversary_steps: int = 1) -> Callable[[tuple[torch.Tensor, ...]], Terms]:
+    """A ``train_step(batch)`` for ``vaecourse.fit``: batch = (x, y); returns the logged terms.
+
+    1. One forward pass of the VAE (encoder → z, w → decoder).
+    2. Adversary step (touches only the adversary): minimise adv·(−log q(y|z)) on ``z.detach()``,
+       so no gradient reaches the encoder — the encoder must not learn to *help* the adversary.
+    3. VAE step (touches only encoder + decoder): a fresh adversary forward on the live z with the
+       adversary's parameters frozen (requires_grad off), then minimise
+       CSVAE: M₁-loss − adv_enc·H(q(y|z));  CVAE-info: ELBO-loss − adv_enc·(−log r(y|z));  CVAE: ELBO-loss.
+    Reusing the adversary's step-1 logits in step 3 would fail: its weights were changed in place by
+    the adversary's optimiser after autograd saved them ("modified by an inplace operation").
+    """
+    opt_vae = optimizers["vae"]
+    opt_adv = optimizers.get("adversary")
+    adversary = getattr(model, "adversary", None)
+    if (adversary is None) != (opt_adv is None):
+        raise ValueError("give an 'adversary' optimiser exactly when the model has an adversary "
+                         "(use make_optimizers(model))")
+
+    def step(batch: tuple[torch.Tensor, ...]) -> Terms:
+        x, y = batch[0], _labels(batch[1], model.n_labels)
+        terms = model_terms(model, x, y, weights)
+        out = terms.pop("out")
+        logged: Terms = {k: v.detach() for k, v in terms.items() if k != "loss"}
+        loss = terms["loss"]
+        if adversary is not None:
+            z_fixed = out["z"].detach()
+            for _ in range(adversary_steps):
+                logits = adversary(z_fixed)
+                adv_loss = weights.adv * label_cross_entropy(logits, y).mean()
+                opt_adv.zero_grad(set_to_none=True)
+                adv_loss.backward()
+                opt_adv.step()
+            with torch.no_grad():
+                logged["adv_acc"] = ((logits > 0).float() == y).float().mean()
+            adversary.requires_grad_(False)
+            try:
+                logits = adversary(out["z"])
+                if isinstance(model, CSVAE):
+                    entropy = bernoulli_entropy(logits).mean()
+                    loss = loss - weights.adv_enc * entropy
+                    logged["entropy"] = entropy.detach()
+                else:
+                    ce = label_cross_entropy(logits, y).mean()
+                    loss = loss - weights.adv_enc * ce
+                    logged["enc_ce"] = ce.detach()
+            finally:
+                adversary.requires_grad_(True)
+            logged["adv_ce"] = adv_loss.detach() / max(weights.adv, 1e-12)
+        opt_vae.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_vae.step()
+        logged["loss"] = loss.detach()
+        return logged
+
+    return step
+
+
+# ----------------------------------------------------------------------------- measuring
+@torch.no_grad()
+def encode_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> dict[str, torch.Tensor]:
+    """Posterior means of every latent (z, and w for CSVAE) for a whole data set, on the CPU."""
+    was = model.training
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {}
+    for s in range(0, len(x), batch_size):
+        for k, v in model.latents(x[s:s + batch_size], y[s:s + batch_size]).items():
+            parts.setdefault(k, []).append(v.cpu())
+    model.train(was)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+@torch.no_grad()
+def batched_transfer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, y_new: torch.Tensor,
+                     batch_size: int = 500, **kwargs) -> torch.Tensor:
+    """``model.transfer`` over a whole data set in batches (eval mode), on the CPU."""
+    was = model.training
+    model.eval()
+    out = torch.cat([model.transfer(x[s:s + batch_size], y[s:s + batch_size], y_new[s:s + batch_size], **kwargs).cpu()
+                     for s in range(0, len(x), batch_size)])
+    model.train(was)
+    return out
+
+
+@torch.no_grad()
+def reconstruction_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
+    """Mean ‖x − x̂‖² per example with posterior means (eval mode)."""
+    was = model.training
+    model.eval()
+    total = 0.0
+    for s in range(0, len(x), batch_size):
+        xb = x[s:s + batch_size]
+        total += float(squared_error(xb, model(xb, y[s:s + batch_size])["x_hat"]).sum())
+    model.train(was)
+    return total / len(x)
+
+
+def majority_rate(y_train: torch.Tensor | np.ndarray, y_test: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Per attribute: the test accuracy of always predicting the training set's majority label."""
+    ytr, yte = np.asarray(y_train, dtype=float), np.asarray(y_test, dtype=float)
+    ytr, yte = ytr.reshape(len(ytr), -1), yte.reshape(len(yte), -1)
+    majority = (ytr.mean(0) >= 0.5).astype(float)
+    return (yte == majority).mean(0)
+
+
+def probe_accuracy(train: torch.Tensor | np.ndarray, y_train: torch.Tensor | np.ndarray,
+                   test: torch.Tensor | np.ndarray, y_test: torch.Tensor | np.ndarray, kind: str = "linear",
+                   seed: int = 0, max_train: int = 3000) -> np.ndarray:
+    """Per attribute: test accuracy of a fresh probe (``linear`` logistic regression or ``mlp``) trained on features.
+
+    Used to measure how much label information a latent holds after training, independently of
+    the adversary that was trained with it. At most ``max_train`` training rows are used (speed).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    xtr, xte = np.asarray(train, dtype=np.float64), np.asarray(test, dtype=np.float64)
+    ytr, yte = np.asarray(y_train, dtype=float), np.asarray(y_test, dtype=float)
+    ytr, yte = ytr.reshape(len(ytr), -1), yte.reshape(len(yte), -1)
+    xtr, ytr = xtr[:max_train], ytr[:max_train]
+    scaler = StandardScaler().fit(xtr)
+    xtr, xte = scaler.transform(xtr), scaler.transform(xte)
+    accs = []
+    for j in range(ytr.shape[1]):
+        if kind == "linear":
+            clf = LogisticRegression(max_iter=500)
+        elif kind == "mlp":
+            clf = MLPClassifier(hidden_layer_sizes=(32, 32), max_iter=200, early_stopping=True, random_state=seed)
+        else:
+            raise ValueError(f"unknown probe kind {kind!r}; choose 'linear' or 'mlp'")
+        if len(np.unique(ytr[:, j])) < 2:
+            accs.append(float((yte[:, j] == ytr[0, j]).mean()))
+            continue
+        clf.fit(xtr, ytr[:, j].astype(int))
+        accs.append(float((clf.predict(xte) == yte[:, j].astype(int)).mean()))
+    return np.array(accs)
+
+
+# ----------------------------------------------------------------------------- the toy
+def swiss_roll(n: int, noise: float = 0.3, seed: int = 0, threshold: float = 10.5
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
+    """sklearn's 3-D swiss roll, standardised, labelled y = [height > threshold].
+
+    Returns (x N×3 float32, y N×1 0/1, t N the roll position, {'mean', 'std'} to undo the scaling).
+    The height (the roll's 2nd coordinate, uniform in [0, 21]) is the labelled factor; the roll
+    position t is the unlabelled factor z should keep.
+    """
+    from sklearn.datasets import make_swiss_roll
+
+    pts, t = make_swiss_roll(n, noise=noise, random_state=seed)
+    y = (pts[:, 1] > threshold).astype(np.float32)[:, None]
+    mean, std = pts.mean(0), pts.std(0)
+    x = ((pts - mean) / std).astype(np.float32)
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(t.astype(np.float32)), {"mean": mean, "std": std}
+
+
+def roll_coordinates(x: torch.Tensor | np.ndarray, scaling: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(height, radius) of standardised swiss-roll points: the labelled factor and the roll position (radius ≈ t)."""
+    pts = np.asarray(x, dtype=np.float64) * scaling["std"] + scaling["mean"]
+    return pts[:, 1], np.hypot(pts[:, 0], pts[:, 2])
