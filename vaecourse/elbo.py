@@ -105,6 +105,27 @@ class LinearGaussian:
         b = torch.randn(data_dim, generator=generator, dtype=dtype)
         return cls(W, b, float(noise_var))
 
+    @classmethod
+    def fit_ml(cls, x: torch.Tensor, latent_dim: int, dtype: torch.dtype = torch.float64) -> "LinearGaussian":
+        """The maximum-likelihood pPCA fit in closed form (Tipping & Bishop 1999) to data x (N×D).
+
+        With the sample covariance's eigenvalues λ₁ ≥ … ≥ λ_D and eigenvectors U: b = the data mean,
+        σ² = the mean of the discarded λ_{d+1..D}, W = U_d (Λ_d − σ²I)^½. (Any rotation WR fits equally well.)
+        """
+        x = torch.as_tensor(x, dtype=dtype).flatten(1)
+        n, data_dim = x.shape
+        if not 1 <= latent_dim < min(n, data_dim):
+            raise ValueError(f"need 1 ≤ latent_dim < min(N, D) = {min(n, data_dim)}, got latent_dim={latent_dim}")
+        b = x.mean(0)
+        evals, evecs = torch.linalg.eigh((x - b).T @ (x - b) / n)
+        evals, evecs = evals.flip(0).clamp_min(0), evecs.flip(1)
+        noise_var = float(evals[latent_dim:].mean())
+        if noise_var <= 0:
+            raise ValueError("the data lie in a subspace of dimension ≤ latent_dim: no noise left to model; "
+                             "lower latent_dim")
+        W = evecs[:, :latent_dim] * (evals[:latent_dim] - noise_var).clamp_min(0).sqrt()
+        return cls(W, b, noise_var)
+
     @property
     def data_dim(self) -> int:
         return self.W.shape[0]
@@ -284,9 +305,14 @@ class GaussianEncoder(nn.Module):
         self.register_buffer("x_std", torch.ones(data_dim))
 
     def standardize(self, x: torch.Tensor) -> "GaussianEncoder":
-        """Feed the net (x − mean)/std of the training data: a well-conditioned input trains far faster."""
+        """Feed the net (x − mean)/std of the training data: a well-conditioned input trains far faster.
+
+        Standard deviations are floored at a tenth of their mean, so a pixel that is constant in training
+        (an image border) cannot blow up an input where it is not.
+        """
         self.x_mean = x.mean(0).to(self.x_mean)
-        self.x_std = x.std(0).clamp_min(1e-8).to(self.x_std)
+        std = x.std(0)
+        self.x_std = std.clamp_min(0.1 * float(std.mean()) + 1e-12).to(self.x_std)  # near-constant inputs stay small
         return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
