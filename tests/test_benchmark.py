@@ -76,14 +76,14 @@ def test_benchmark_runs_both_ways_and_prints_a_table(tmp_path: Path, fake_source
                       "--device", "cpu"])
     out = capsys.readouterr().out
     print(out)  # the figures, for whoever runs pytest -s
-    assert set(result["best"]) == {"dataloader", "vaecourse"}
+    assert set(result["best"]) == {"dataloader", "vaecourse", "floor"}
     for run in result["best"].values():
         assert run.images == 256
         assert run.epoch_s > 0
         # one epoch on uniform noise: BCE near 784·E[H] ≈ 784·0.5 nats, nowhere near 0 or NaN
         assert 300 < run.loss < 800
-    assert result["speedup"] > 0
-    assert "DataLoader" in out and "vaecourse.fit" in out and "speed-up" in out
+    assert result["speedup"] > 0 and result["max_speedup"] > 0
+    assert "DataLoader" in out and "vaecourse.fit" in out and "floor" in out and "speed-up" in out
 
 
 def test_limit_below_a_batch_is_refused(tmp_path: Path, fake_source: Path) -> None:
