@@ -147,12 +147,14 @@ def _check_data(x: np.ndarray) -> np.ndarray:
 
 
 def fixed_point(x: np.ndarray, grid: LatentGrid, beta: float, psi0: np.ndarray | None = None, *,
-                max_iter: int = 2000, tol: float = 1e-7, noise: float = 0.0,
+                max_iter: int = 2000, tol: float = 1e-7, noise: float = 0.0, smooth_noise: bool = True,
                 rng: np.random.Generator | None = None) -> FixedPoint:
     """Iterate encoder_step/decoder_step from ``psi0`` (default: the data mean) until max |Δψ| < ``tol``.
 
-    ``noise`` adds a small Gaussian perturbation to the start, so that the iteration can leave the
-    collapsed fixed point (every ψ_b at the mean) below the critical β, where it is unstable.
+    ``noise`` adds a small perturbation to the start, so that the iteration can leave the collapsed
+    fixed point (every ψ_b at the mean) below the critical β, where it is unstable. By default it is a
+    random *linear* function of z (as a smooth decoder would perturb), so regions come out contiguous;
+    ``smooth_noise=False`` perturbs every grid cell independently (the free decoder then splits cell by cell).
     """
     x = _check_data(x)
     if beta <= 0:
@@ -162,7 +164,10 @@ def fixed_point(x: np.ndarray, grid: LatentGrid, beta: float, psi0: np.ndarray |
     if psi.shape != (len(grid.prior), x.shape[1]):
         raise ValueError(f"psi0 must be G×D = {len(grid.prior)}×{x.shape[1]}, got {psi.shape}")
     if noise > 0:
-        psi = psi + noise * rng.standard_normal(psi.shape)
+        if smooth_noise:
+            psi = psi + noise * grid.z @ rng.standard_normal((grid.z.shape[1], x.shape[1]))
+        else:
+            psi = psi + noise * rng.standard_normal(psi.shape)
     change, history, log_q = np.inf, [], None
     for _ in range(max_iter):
         log_q = encoder_step(x, psi, grid.log_prior, beta)
