@@ -151,7 +151,7 @@ def test_semi_supervised_training_learns_the_labels(form):
     torch.manual_seed(0)
     m = cc.CCVAE((1, 8, 8), 10, 8, 4, hidden=(128,))
     kw = {"ce_weight": 10.0} if form == "report" else {"k": 4}
-    h = cc.fit_ccvae(m, x[s], y[s], x[u], form=form, beta=0.2, epochs=6, batch_size=64, lr=2e-3, progress=False,
+    h = cc.fit_ccvae(m, x[s], y[s], x[u], form=form, beta=0.2, epochs=4, batch_size=64, lr=3e-3, progress=False,
                      sup_kwargs=kw)
     losses = h.series("loss")
     assert losses[-1] < losses[0]
