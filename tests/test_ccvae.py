@@ -175,3 +175,16 @@ def test_binary_form_and_plain_classifier_learn_attributes():
     assert cc.accuracy(clf.predict(x), y) > 0.9
     imgs = m.sample_conditional(y[:5])
     assert imgs.shape == (5, 1, 6, 6) and float(imgs.min()) >= 0.0 and float(imgs.max()) <= 1.0
+
+
+def test_measures_count_what_the_judge_reads():
+    m = small(n_labels=4).eval()
+    acc, per_class = cc.conditional_generation_accuracy(m, lambda imgs: torch.zeros(imgs.shape[0], dtype=torch.long),
+                                                        n_per_class=5)
+    assert math.isclose(acc, 0.25) and per_class == [1.0, 0.0, 0.0, 0.0]
+    mb = small("binary", n_labels=3, c_dim=3).eval()
+    x = torch.rand(6, 1, 6, 6)
+    scores = cc.intervention_scores(mb, x, lambda imgs: torch.zeros(imgs.shape[0], 3))
+    assert scores["success"] == [0.5, 0.5, 0.5] and scores["leakage"] == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="binary"):
+        m.intervene(torch.rand(2, 1, 6, 6), 0, 1.0)
