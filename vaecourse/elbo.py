@@ -302,24 +302,32 @@ class GaussianEncoder(nn.Module):
         self.head = nn.Linear(dims[-1], latent_dim + n_scale)
         self.register_buffer("tril", torch.tril_indices(latent_dim, latent_dim, -1), persistent=False)
         self.register_buffer("x_mean", torch.zeros(data_dim))
-        self.register_buffer("x_std", torch.ones(data_dim))
+        self.register_buffer("x_proj", torch.eye(data_dim))
 
-    def standardize(self, x: torch.Tensor) -> "GaussianEncoder":
-        """Feed the net (x − mean)/std of the training data: a well-conditioned input trains far faster.
+    def standardize(self, x: torch.Tensor, whiten: bool = False) -> "GaussianEncoder":
+        """Feed the net standardised inputs (x − mean)·P from training data x: well-conditioned inputs train faster.
 
-        Standard deviations are floored at a tenth of their mean, so a pixel that is constant in training
-        (an image border) cannot blow up an input where it is not.
+        P = diag(1/std) per feature, or with ``whiten`` the PCA whitening U·Λ^(-1/2) (decorrelates correlated
+        features such as pixels). Scales are floored at a tenth of their typical size, so a direction that is
+        constant in training (an image border) cannot blow up an input where it is not.
         """
+        x = x.flatten(1)
         self.x_mean = x.mean(0).to(self.x_mean)
-        std = x.std(0)
-        self.x_std = std.clamp_min(0.1 * float(std.mean()) + 1e-12).to(self.x_std)  # near-constant inputs stay small
+        if whiten:
+            evals, evecs = torch.linalg.eigh(torch.cov(x.T).reshape(x.shape[1], x.shape[1]))
+            evals = evals.clamp_min(0.01 * float(evals.clamp_min(0).mean()) + 1e-12)
+            self.x_proj = (evecs / evals.sqrt()).to(self.x_proj)
+        else:
+            std = x.std(0)
+            self.x_proj = torch.diag(1 / std.clamp_min(0.1 * float(std.mean()) + 1e-12)).to(self.x_proj)
         return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(μ, L) per example; L's diagonal is exp(·) of the net's output, so it stays positive."""
-        out = self.head(self.body((x - self.x_mean) / self.x_std))
+        """(μ, L) per example; L's diagonal is exp(·) of a bounded output, so it stays positive."""
+        out = self.head(self.body((x - self.x_mean) @ self.x_proj))
         d = self.latent_dim
-        mu, log_sd, off = out[:, :d], out[:, d:2 * d].clamp(-10, 5), out[:, 2 * d:]
+        # a soft bound on log σ (σ in 0.0025..400): unlike a clamp it never zeroes the gradient
+        mu, log_sd, off = out[:, :d], 6 * torch.tanh(out[:, d:2 * d] / 6), out[:, 2 * d:]
         scale = torch.diag_embed(log_sd.exp())
         if self.covariance == "full":
             scale = scale.index_put((torch.arange(len(x))[:, None], self.tril[0], self.tril[1]), off, accumulate=True)
