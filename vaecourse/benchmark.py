@@ -15,6 +15,10 @@ steps on batches cut beforehand with no bookkeeping, which bounds what any train
 torchvision wants the decompressed IDX files under ``ROOT/FashionMNIST/raw/``; the benchmark writes
 them there from any copy it finds (Debian's ``.gz`` files in ``/usr/share/datasets/fashion-mnist``,
 or ``--source``).
+
+On a shared, busy CPU run it with ``OMP_WAIT_POLICY=PASSIVE`` (or ``VAECOURSE_THREADS=1``): torch's
+OpenMP threads otherwise spin while they wait for each other, and a 2-thread epoch took 20x longer
+here when other jobs held the cores. The variable must be set before Python starts.
 """
 
 from __future__ import annotations
