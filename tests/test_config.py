@@ -42,3 +42,21 @@ def test_seeding_repeats_exactly():
     g = seed_everything(3)
     b = (torch.randn(4), torch.randperm(10, generator=g))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_results_accept_numpy_and_torch_values(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    import vaecourse as vc
+
+    monkeypatch.setenv("VAECOURSE_RESULTS", str(tmp_path))
+    lesson = vc.start_lesson("00_test", profile="smoke")
+    lesson.record(array=np.arange(3), scalar=np.float32(0.5), tensor=torch.ones(2), nested={"a": np.int64(2)})
+    saved = json.loads(lesson.finish().read_text())
+    assert saved["numbers"] == {"array": [0, 1, 2], "scalar": 0.5, "tensor": [1.0, 1.0], "nested": {"a": 2}}
+    with pytest.raises(vc.CheckFailed):
+        lesson.check("a number that misses", 1.0, below=0.5)
+    assert json.loads((tmp_path / "00_test.smoke.json").read_text())["checks"][-1]["passed"] is False
+    assert vc.widgets.latent_sliders and vc.plots.show_images  # reachable from the top-level import

@@ -1,5 +1,6 @@
 """vaecourse: the toolbox behind the course's notebooks on variational autoencoders."""
 
+from . import plots, widgets  # so vc.plots / vc.widgets work after `import vaecourse as vc`
 from .config import PROFILES, ProfileError, by_profile, pick_device, resolve_profile, seed_everything
 from .data import DataNotFoundError, ImageData, available_datasets, load_dataset, train_val_split
 from .results import CheckFailed, Lesson, start_lesson
@@ -8,6 +9,7 @@ from .train import History, NonFiniteLossError, evaluate, fit, load_checkpoint, 
 __version__ = "0.1.0"
 
 __all__ = [
+    "plots", "widgets",
     "PROFILES", "ProfileError", "by_profile", "pick_device", "resolve_profile", "seed_everything",
     "DataNotFoundError", "ImageData", "available_datasets", "load_dataset", "train_val_split",
     "CheckFailed", "Lesson", "start_lesson",

@@ -39,8 +39,8 @@ def _plain(value: Any) -> Any:
     """JSON-friendly copy of a value (tensors and numpy scalars become floats or lists)."""
     if torch.is_tensor(value):
         return value.detach().cpu().tolist()
-    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
-        return value.item()
+    if hasattr(value, "tolist") and not isinstance(value, (list, dict, str)):
+        return value.tolist()  # numpy arrays and scalars alike
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
