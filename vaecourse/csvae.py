@@ -405,26 +405,6 @@ def reconstruction_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bat
     return total / len(x)
 
 
-@torch.no_grad()
-def transfer_scores(recon: torch.Tensor, edited: torch.Tensor, attribute: int, target: torch.Tensor,
-                    judge: Callable[[torch.Tensor], torch.Tensor],
-                    read_factors: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
-    """Score edits of one attribute with an oracle: success, leakage into other attributes and into nuisances.
-
-    ``judge(images)`` gives (N, A) 0/1 attribute readings whose column ``attribute`` is the edited one;
-    ``target`` (N,) the value set. Leakage is measured against the model's own reconstruction
-    ``recon`` (so what the autoencoder loses anyway is not counted): the share of (image, other
-    attribute) readings that changed, and the mean |change| of ``read_factors`` (factors in [0, 1]).
-    """
-    base, read = judge(recon).float().cpu(), judge(edited).float().cpu()
-    others = [j for j in range(base.shape[1]) if j != attribute]
-    out = {"success": float((read[:, attribute] == target.float().cpu()).float().mean()),
-           "leak_attributes": float((read[:, others] != base[:, others]).float().mean()) if others else 0.0}
-    if read_factors is not None:
-        out["leak_factors"] = float((read_factors(edited).float() - read_factors(recon).float()).abs().mean())
-    return out
-
-
 def majority_rate(y_train: torch.Tensor | np.ndarray, y_test: torch.Tensor | np.ndarray) -> np.ndarray:
     """Per attribute: the test accuracy of always predicting the training set's majority label."""
     ytr, yte = np.asarray(y_train, dtype=float), np.asarray(y_test, dtype=float)
