@@ -48,7 +48,9 @@ def test_notebook_conventions(path: Path):
     code = [c for c in cells if c.cell_type == "code" and c.source.strip()]
     assert all(c.execution_count is not None for c in code), "commit the notebook executed"
     assert not [o for c in code for o in c.outputs if o.output_type == "error"], "committed with an error output"
-    assert "widgets" not in nb.metadata, "strip the widget state from the notebook's metadata"
+    assert "widgets" not in nb.metadata, "strip the widget state: python -m vaecourse.run_course --clean NOTEBOOK"
+    assert not [c for c in cells if "injected-parameters" in c.metadata.get("tags", [])], \
+        "a papermill injected-parameters cell would make nbval rerun that profile in CI: run_course --clean"
     assert path.stat().st_size < 3_000_000
     text = "\n".join(c.source for c in code)
     assert "start_lesson(" in text and "lesson.finish()" in text
@@ -115,6 +117,22 @@ def without_timings(value):
     if isinstance(value, list):
         return [without_timings(v) for v in value]
     return value
+
+
+def test_clean_drops_injected_parameters_and_widget_state(tmp_path):
+    from vaecourse.run_course import clean_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("PROFILE = None", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell('PROFILE = "cpu"', metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("print(PROFILE)")]
+    nb.metadata["widgets"] = {"state": {}}
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    assert clean_notebook(path) is True and clean_notebook(path) is False
+    cleaned = read(path)
+    assert [c.source for c in cleaned.cells] == ["PROFILE = None", "print(PROFILE)"]
+    assert "widgets" not in cleaned.metadata
 
 
 def test_course_runner_rejects_unknown_notebook():

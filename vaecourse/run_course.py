@@ -1,6 +1,7 @@
 """Run the whole course (or some lessons) at one profile with papermill.
 
     python -m vaecourse.run_course --profile full --out executed/full
+    python -m vaecourse.run_course --clean notebooks/02_ae_vs_vae.ipynb   # before committing one
 
 writes each executed notebook and its results file (``results/<notebook>.<profile>.json``) under
 ``--out``; this is what a GPU session runs for the README's reproduction table. Any notebook
@@ -32,6 +33,22 @@ def course_notebooks(select: list[str] | None = None) -> list[Path]:
             raise SystemExit(f"no notebook matches {select}; the course has: {', '.join(p.stem for p in books)}")
         return chosen
     return books
+
+
+def clean_notebook(path: Path) -> bool:
+    """Make an executed notebook fit to commit: drop papermill's injected-parameters cell (else nbval
+    would rerun the injected profile in CI) and the saved widget state (large, and stale without a
+    kernel). The outputs, which say which profile produced them, stay. Returns True if it changed."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    before = len(nb.cells), "widgets" in nb.metadata
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    nb.metadata.pop("widgets", None)
+    if (len(nb.cells), "widgets" in nb.metadata) == before:
+        return False
+    nbformat.write(nb, path)
+    return True
 
 
 def _literal(text: str):
@@ -67,7 +84,9 @@ def run_notebook(path: Path, out_dir: Path, profile: str, parameters: dict | Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=PROFILES, required=True, help="the size every notebook runs at")
+    parser.add_argument("--profile", choices=PROFILES, help="the size every notebook runs at")
+    parser.add_argument("--clean", nargs="+", type=Path, metavar="NOTEBOOK",
+                        help="only clean these executed notebooks for committing (no run)")
     parser.add_argument("--out", type=Path, default=None, help="folder for executed notebooks and results "
                         "(default: executed/<profile>)")
     parser.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
@@ -75,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="set a notebook parameter in every notebook")
     parser.add_argument("--timeout", type=int, default=None, help="seconds a cell may run")
     args = parser.parse_args(argv)
+    if args.clean:
+        for path in args.clean:
+            print(f"{path}: {'cleaned' if clean_notebook(path) else 'already clean'}")
+        return 0
+    if args.profile is None:
+        parser.error("--profile is required (smoke, cpu or full)")
     out = args.out or REPO_ROOT / "executed" / args.profile
     params = {k: _literal(v) for k, v in args.param}
     summary = []
