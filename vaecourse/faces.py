@@ -13,7 +13,7 @@ couples facial hair with face width, mirroring the facial hair / gender correlat
 IntroVAC reports on CelebA.
 
 Drawing uses soft masks on a coordinate grid (coverage ramps one pixel wide, i.e. antialiased),
-vectorised over the batch, in chunks. Only + - * / sqrt, abs, min/max are used per pixel and the
+vectorised over the batch, in chunks. Only arithmetic, square roots, abs and min/max are used per pixel and the
 sampling runs in float64, so the same seed and size give the same images on any machine; the
 images are stored at 8-bit levels like real photographs.
 """
@@ -566,7 +566,7 @@ def faces_grid(n: int = 24, size: int = 64, seed: int = 0, ncol: int = 8):
     data = load_faces("test", size=size, n=n, seed=seed)
     nrow = -(-n // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 1.15, nrow * 1.35))
-    short = {"glasses": "glasses", "facial_hair": "beard", "smile": "smile"}
+    short = {"glasses": "glasses", "facial_hair": "facial hair", "smile": "smile"}
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
