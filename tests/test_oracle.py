@@ -128,8 +128,9 @@ def test_frechet_distance_behaves(trained, held_out):
     blurred = [frechet_distance(orc, other, TF.gaussian_blur(real, 9, s)) for s in (0.5, 1.0, 2.0)]
     g = torch.Generator().manual_seed(0)
     noisy = [frechet_distance(orc, other, (real + s * torch.randn(real.shape, generator=g)).clamp(0, 1))
-             for s in (0.05, 0.1, 0.2)]
-    assert base < 0.2 * blurred[0] and base < 0.3 * noisy[0]
+             for s in (0.1, 0.2, 0.3)]
+    print(f"Fréchet distance: real vs real {base:.2f}, blur {blurred}, noise {noisy}")
+    assert base < 0.2 * blurred[0] and base < 0.2 * noisy[0]
     assert blurred == sorted(blurred) and noisy == sorted(noisy)
     with pytest.raises(ValueError, match="at least 2"):
         frechet_distance(orc, real[:1], other)

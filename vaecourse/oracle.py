@@ -44,7 +44,7 @@ def cache_dir() -> Path:
 class OracleNet(nn.Module):
     """Conv trunk -> 128 features -> attribute logits and standardised factor predictions."""
 
-    def __init__(self, size: int = 32, n_attributes: int = 3, n_factors: int = 12, width: int = 24,
+    def __init__(self, size: int = 32, n_attributes: int = 3, n_factors: int = 12, width: int = 16,
                  n_features: int = 128) -> None:
         super().__init__()
         if size not in (32, 64):
@@ -213,11 +213,12 @@ def load_oracle(config: FaceConfig | int | None = None, device: torch.device | s
                 reason = f"it is oracle version {meta.get('oracle_version')}, now {ORACLE_VERSION}"
             elif meta.get("key") != key:
                 reason = "its faces parameters differ"
-        except Exception as err:  # an unreadable cache file is replaced, not trusted
+            else:
+                net = OracleNet(config.size, len(meta["attributes"]), len(meta["factor_names"]))
+                net.load_state_dict(blob["state_dict"])
+        except Exception as err:  # an unreadable or mismatched cache file is replaced, not trusted
             reason = f"it could not be read ({type(err).__name__}: {err})"
         if reason is None:
-            net = OracleNet(config.size, len(meta["attributes"]), len(meta["factor_names"]))
-            net.load_state_dict(blob["state_dict"])
             oracle = AttributeOracle(net, meta, device or "cpu")
             say(f"faces oracle loaded from {path} (held-out accuracy "
                 + ", ".join(f"{k} {v:.3f}" for k, v in meta["accuracy"].items()) + ")")
