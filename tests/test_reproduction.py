@@ -20,6 +20,8 @@ def test_largest_profile_wins_and_rows_are_marked(tmp_path):
     md = table(best)
     assert "| 02_ae_vs_vae | final loss | 307 (report 004) | 301.5 | z=2 | cpu (not full scale) | cpu |" in md
     assert "900" not in md
+    write(tmp_path, "05_ccvae", "cpu", [dict(row, what="accuracy of q(y|z_c)")])
+    assert "q(y\\|z_c)" in table(best_results(tmp_path))
     write(tmp_path, "02_ae_vs_vae", "full", [dict(row, ours=299.0)])
     assert "| full |" in table(best_results(tmp_path))
 

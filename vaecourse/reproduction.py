@@ -37,9 +37,10 @@ def best_results(folder: Path) -> dict[str, dict]:
 
 
 def _fmt(v) -> str:
+    """A table cell: floats to 4 significant digits, None as a dash, '|' escaped for markdown."""
     if isinstance(v, float):
         return f"{v:.4g}"
-    return "—" if v is None else str(v)
+    return "—" if v is None else str(v).replace("|", "\\|")
 
 
 def table(results: dict[str, dict]) -> str:
@@ -53,8 +54,9 @@ def table(results: dict[str, dict]) -> str:
         device = r.get("machine", {}).get("gpu") or r.get("machine", {}).get("device", "")
         minutes = f"{r.get('seconds', 0) / 60:.1f}"
         for row in r.get("reproduction", []):
-            lines.append(f"| {nb} | {row['what']} | {_fmt(row['source_value'])} ({row['source']}) | "
-                         f"{_fmt(row['ours'])} | {row.get('setting', '')} | {prof} | {device} | {data} | {minutes} |")
+            lines.append(f"| {nb} | {_fmt(row['what'])} | {_fmt(row['source_value'])} ({_fmt(row['source'])}) | "
+                         f"{_fmt(row['ours'])} | {_fmt(row.get('setting', ''))} | {prof} | {device} | {_fmt(data)} | "
+                         f"{minutes} |")
     if len(lines) == 2:
         lines.append("| — | no results yet | | | | | | | |")
     return "\n".join(lines)
