@@ -106,9 +106,14 @@ def lab(tmp_path_factory):
     work = tmp_path_factory.mktemp("lab")
     home = tmp_path_factory.mktemp("jupyter-home")
     settings = home / "settings"
-    for rel, content in {"@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
-                         "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"autoStartDefaultKernel": True}
-                         }.items():
+    # no news dialog; start the kernel without asking; render every cell (a long lesson's widget may be
+    # off-screen, and JupyterLab's windowing hides off-screen cells)
+    user_settings = {
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"autoStartDefaultKernel": True,
+                                                                       "windowingMode": "none"},
+    }
+    for rel, content in user_settings.items():
         (settings / rel).parent.mkdir(parents=True, exist_ok=True)
         (settings / rel).write_text(json.dumps(content))
     _write_widget_notebook(work)
@@ -155,7 +160,9 @@ def browser():
 
 def open_notebook(browser, lab, name: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{lab['url']}/lab/tree/{name}?token={TOKEN}", wait_until="domcontentloaded")
+    # a workspace of its own, reset: JupyterLab would otherwise reopen the previous page's notebooks too
+    workspace = Path(name).stem.replace("_", "-")
+    page.goto(f"{lab['url']}/lab/workspaces/{workspace}/tree/{name}?reset&token={TOKEN}", wait_until="domcontentloaded")
     page.wait_for_selector(".jp-Notebook", timeout=60_000)
     # the kernel must have started and be idle (the status bar says so) before anything runs
     expect(page.get_by_text(re.compile(r"\(ipykernel\) \| Idle"))).to_be_visible(timeout=90_000)
@@ -245,8 +252,10 @@ def test_a_lesson_end_to_end_in_the_browser(browser, lab, artifacts):
     try:
         run_all_cells(page)
         widget = page.locator(".widget-vbox", has=page.locator(".vaecourse-status")).first
-        expect(widget).to_be_visible(timeout=240_000)
+        expect(widget).to_be_attached(timeout=240_000)
         expect(page.locator(".jp-Notebook")).to_contain_text("checks passed", timeout=240_000)
+        widget.scroll_into_view_if_needed()
+        expect(widget).to_be_visible()
         page.screenshot(path=str(artifacts / "lesson_before.png"))
         label = widget.locator(".widget-slider .widget-label").first.inner_text()
         name = status_of(widget).inner_text().split(" = ")[0].strip()
