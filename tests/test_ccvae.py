@@ -10,15 +10,6 @@ from vaecourse import ccvae as cc
 from vaecourse.losses import gaussian_log_density
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets run fastest on one thread (and do not spin on a shared, busy CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def small(labels: str = "categorical", n_labels: int = 4, c_dim: int = 3, s_dim: int = 2) -> cc.CCVAE:
     torch.manual_seed(0)
     return cc.CCVAE((1, 6, 6), n_labels, c_dim, s_dim, labels=labels, hidden=(16,))

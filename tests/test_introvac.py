@@ -19,15 +19,6 @@ from vaecourse.introvac import (
 from vaecourse.nets import MLPDecoder, MLPEncoder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small nets run fastest on one thread (and do not fight other processes for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def toy(n=256, seed=0):
     """4x4 grey images: attribute 1 = a bright top half; brightness of the bottom half is a nuisance."""
     g = torch.Generator().manual_seed(seed)

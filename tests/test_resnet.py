@@ -6,15 +6,6 @@ import torch
 from vaecourse.resnet import ResNetDecoder, ResNetEncoder, count_parameters, make_resnet_vae, resnet_channels
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small nets run fastest on one thread (and do not fight other processes for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("size", [16, 64])
 def test_shapes_round_trip(size):
     torch.manual_seed(0)
