@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from vaecourse import elbo as E
 from vaecourse import fit
 from vaecourse.elbo import (
     ESTIMATORS,
@@ -180,3 +181,20 @@ def test_bound_figure_renders(setup):
     model, x, _ = setup
     img = figure_to_image(bound_figure(model, x[0], [0.0, 0.0], q_scale_2d([0.0, 0.0], 0.3)))
     assert img.shape[0] == 3 and img.shape[1] > 100 and 0 <= float(img.min()) and float(img.max()) <= 1
+
+
+def test_bound_image_draws_the_gap_only_when_q_is_not_the_posterior():
+    model = E.LinearGaussian.random(data_dim=6, latent_dim=2, noise_var=0.5, overlap=0.8,
+                                    generator=torch.Generator().manual_seed(0))
+    x = model.sample(1, torch.Generator().manual_seed(1))[0][0]
+    pm, ps = model.posterior(x[None])
+    orange = torch.tensor(E.ORANGE, dtype=torch.float32).view(3, 1, 1)
+
+    def orange_pixels(img):
+        return int(((img - orange).abs().sum(0) < 1e-6).sum())
+
+    prior = E.bound_image(model, x, [0.0, 0.0], torch.eye(2, dtype=torch.float64))
+    exact = E.bound_image(model, x, pm[0].tolist(), ps[0])
+    assert prior.shape == exact.shape and prior.shape[0] == 3
+    assert orange_pixels(prior) > 100 and orange_pixels(exact) == 0
+    assert "gap KL(q‖p(z|x)) = 0.00" in E.bound_numbers(model, x, pm[0].tolist(), ps[0])

@@ -54,10 +54,11 @@ def test_generic_live_image_with_a_toggle_and_a_dropdown():
         v = (0.8 if glasses else 0.2) + (0.1 if model == "b" else 0.0)
         return torch.full((1, 3, 4, 4), v)
 
-    w = LiveImage(render, controls)
+    w = LiveImage(render, controls, caption=lambda glasses, model: f"brightness {0.8 if glasses else 0.2} <b>")
     first = w.image.value
     w.set(glasses=True)
     assert w.image.value != first and "glasses = on" in w.status.value
+    assert "brightness 0.8 &lt;b&gt;" in w.status.value  # the caption follows the controls, escaped as text
     assert w.renders == 2
 
 

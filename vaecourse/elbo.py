@@ -406,6 +406,62 @@ def bound_figure(model: LinearGaussian, x: torch.Tensor, mean: Sequence[float], 
     return fig
 
 
+BLUE = np.array([0.12, 0.35, 0.75])
+RED = np.array([0.85, 0.10, 0.10])
+ORANGE = np.array([1.0, 0.70, 0.35])
+
+
+def bound_image(model: LinearGaussian, x: torch.Tensor, mean: Sequence[float], scale_tril: torch.Tensor,
+                lim: float = 3.0, n_grid: int = 120) -> torch.Tensor:
+    """``bound_figure`` drawn with numpy for live widgets (milliseconds, not a matplotlib redraw): 3×H×W in [0, 1].
+
+    Left: p(z|x) as blue shading, q's density contours in red, on a square of half-width ``lim`` around the
+    posterior mean (z[1] upwards). Right: a bar from the ELBO (red) up to log p(x) (black line), the gap
+    KL(q‖p(z|x)) in orange; the bar's scale is the same as ``bound_figure``'s.
+    """
+    if model.latent_dim != 2:
+        raise ValueError(f"bound_image draws a 2-D latent; this model has latent_dim={model.latent_dim}")
+    x = model._x(x).reshape(1, -1)
+    mu = torch.as_tensor(mean, dtype=model.W.dtype).reshape(1, 2)
+    scale = scale_tril.reshape(1, 2, 2).to(model.W.dtype)
+    pm, ps = model.posterior(x)
+    log_px, elbo = float(model.log_evidence(x)), float(model.elbo(x, mu, scale))
+    kl = log_px - elbo
+    g = torch.linspace(-lim, lim, n_grid, dtype=mu.dtype)
+    gx, gy = torch.meshgrid(pm[0, 0] + g, pm[0, 1] + g.flip(0), indexing="xy")  # row 0 is the top
+    grid = torch.stack([gx, gy], -1)
+    p = log_normal(grid, pm[0], ps[0]).exp().numpy()
+    q = log_normal(grid, mu[0], scale[0]).exp().numpy()
+    panel = 1.0 - (p / p.max())[..., None] * (1.0 - BLUE)
+    band = np.floor(q / max(q.max(), 1e-300) * 6).clip(0, 5)  # 5 contour levels at 1/6 ... 5/6 of q's peak
+    edge = np.zeros_like(band, dtype=bool)
+    edge[:, 1:] |= band[:, 1:] != band[:, :-1]
+    edge[1:, :] |= band[1:, :] != band[:-1, :]
+    panel[edge] = RED
+    bar = np.ones((n_grid, n_grid // 3, 3))
+    lo = min(elbo, log_px) - max(2.0, 0.6 * kl + 1.0)
+    hi = log_px + 0.15 * (log_px - lo) + 0.5
+
+    def row(value: float) -> int:  # value in nats -> pixel row (top = hi)
+        return int(round((hi - value) / (hi - lo) * (n_grid - 1)))
+
+    cols = slice(n_grid // 12, n_grid // 3 - n_grid // 12)
+    bar[row(elbo):, cols] = RED
+    bar[row(log_px):row(elbo), cols] = ORANGE
+    bar[max(row(log_px) - 1, 0):row(log_px) + 1, :] = 0.0
+    gap = np.ones((n_grid, 4, 3))
+    return torch.from_numpy(np.concatenate([panel, gap, bar], axis=1).astype(np.float32)).permute(2, 0, 1)
+
+
+def bound_numbers(model: LinearGaussian, x: torch.Tensor, mean: Sequence[float], scale_tril: torch.Tensor) -> str:
+    """The numbers ``bound_image`` shows, as text: ELBO, KL(q‖p(z|x)) and log p(x) in nats."""
+    x = model._x(x).reshape(1, -1)
+    mu = torch.as_tensor(mean, dtype=model.W.dtype).reshape(1, 2)
+    scale = scale_tril.reshape(1, 2, 2).to(model.W.dtype)
+    log_px, elbo = float(model.log_evidence(x)), float(model.elbo(x, mu, scale))
+    return f"ELBO = {elbo:.2f} nats, gap KL(q‖p(z|x)) = {log_px - elbo:.2f}, log p(x) = {log_px:.2f}"
+
+
 def figure_to_image(fig) -> torch.Tensor:
     """Render a matplotlib figure to a 3×H×W tensor in [0, 1] (what ``LiveImage`` shows) and close it."""
     import matplotlib.pyplot as plt

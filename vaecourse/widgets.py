@@ -9,6 +9,7 @@ Tests drive widgets without a browser: ``w.set(z0=1.5)`` then look at ``w.image.
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,8 +35,9 @@ class LiveImage:
     """Controls plus an image that ``render(**values)`` redraws whenever a control moves."""
 
     def __init__(self, render: Render, controls: dict[str, W.ValueWidget], scale: int = 4, nrow: int | None = None,
-                 title: str = ""):
+                 title: str = "", caption: Callable[..., str] | None = None):
         self.render_fn = render
+        self.caption = caption  # values -> text added to the status line (e.g. the numbers the image shows)
         self.controls = controls
         self.scale = scale
         self.nrow = nrow
@@ -70,7 +72,9 @@ class LiveImage:
         self.last_decode_ms = 1000 * (time.perf_counter() - t0)
         self.renders += 1
         shown = " · ".join(f"{k} = {_format(v)}" for k, v in self.values().items())
-        self.status.value = f"<span class='vaecourse-status'>{shown} · decoded in {self.last_decode_ms:.1f} ms</span>"
+        extra = f" · {html.escape(self.caption(**self.values()))}" if self.caption is not None else ""
+        self.status.value = (f"<span class='vaecourse-status'>{shown} · decoded in {self.last_decode_ms:.1f} ms"
+                             f"{extra}</span>")
 
     def set(self, **values: Any) -> None:
         """Move controls by name (as a user would); each move re-renders."""
