@@ -31,6 +31,8 @@ def read(path: Path):
 
 def test_the_course_has_its_notebooks():
     assert len(NOTEBOOKS) >= 2, "the course's notebooks are missing"
+    on_disk = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert [p.name for p in NOTEBOOKS] == on_disk, "the course runner must see every notebook nbval runs"
     assert [p.name[:2] for p in NOTEBOOKS] == sorted(p.name[:2] for p in NOTEBOOKS)
 
 

@@ -26,7 +26,7 @@ NOTEBOOKS = REPO_ROOT / "notebooks"
 
 def course_notebooks(select: list[str] | None = None) -> list[Path]:
     """The course's notebooks in order, optionally only those whose name contains one of ``select``."""
-    books = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    books = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))  # 04b_... too
     if select:
         chosen = [p for p in books if any(s in p.stem for s in select)]
         if not chosen:
