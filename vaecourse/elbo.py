@@ -365,41 +365,66 @@ def q_scale_2d(logvar: Sequence[float], rho: float = 0.0, dtype: torch.dtype = t
     return torch.tensor([[s1, 0.0], [rho * s2, math.sqrt(1 - rho * rho) * s2]], dtype=dtype)
 
 
+@dataclass
+class BoundTerms:
+    """What the bound pictures draw for one x and one q: posterior, q, log p(x), ELBO, gap, bar range (nats)."""
+
+    post_mean: torch.Tensor
+    post_scale: torch.Tensor
+    q_mean: torch.Tensor
+    q_scale: torch.Tensor
+    log_px: float
+    elbo: float
+
+    @property
+    def kl(self) -> float:
+        return self.log_px - self.elbo
+
+    @property
+    def bar_range(self) -> tuple[float, float]:
+        """The nats a bar shows: room below the ELBO for the gap to read, a margin above log p(x)."""
+        lo = min(self.elbo, self.log_px) - max(2.0, 0.6 * self.kl + 1.0)
+        return lo, self.log_px + 0.15 * (self.log_px - lo) + 0.5
+
+
+def bound_terms(model: LinearGaussian, x: torch.Tensor, mean: Sequence[float], scale_tril: torch.Tensor) -> BoundTerms:
+    """log p(x), the ELBO of q = N(mean, LLᵀ) and the exact posterior for one x of a 2-D latent model."""
+    if model.latent_dim != 2:
+        raise ValueError(f"the bound pictures draw a 2-D latent; this model has latent_dim={model.latent_dim}")
+    x = model._x(x).reshape(1, -1)
+    mu = torch.as_tensor(mean, dtype=model.W.dtype).reshape(1, 2)
+    scale = scale_tril.reshape(1, 2, 2).to(model.W.dtype)
+    pm, ps = model.posterior(x)
+    return BoundTerms(pm[0], ps[0], mu[0], scale[0], float(model.log_evidence(x)), float(model.elbo(x, mu, scale)))
+
+
 def bound_figure(model: LinearGaussian, x: torch.Tensor, mean: Sequence[float], scale_tril: torch.Tensor,
                  lim: float | None = None, n_grid: int = 120):
     """Two panels for one x and a 2-D latent: p(z|x) (filled) and q (lines); log p(x), the ELBO and their gap."""
     import matplotlib.pyplot as plt
 
-    if model.latent_dim != 2:
-        raise ValueError(f"bound_figure draws a 2-D latent; this model has latent_dim={model.latent_dim}")
-    x = model._x(x).reshape(1, -1)
-    mu = torch.as_tensor(mean, dtype=model.W.dtype).reshape(1, 2)
-    scale = scale_tril.reshape(1, 2, 2).to(model.W.dtype)
-    pm, ps = model.posterior(x)
-    log_px = float(model.log_evidence(x))
-    elbo = float(model.elbo(x, mu, scale))
-    kl = float(model.kl_to_posterior(x, mu, scale))
-    centre = pm[0]
+    t = bound_terms(model, x, mean, scale_tril)
+    log_px, elbo, kl = t.log_px, t.elbo, t.kl
     lim = lim or 3.0
-    g = torch.linspace(-lim, lim, n_grid, dtype=mu.dtype)
-    gx, gy = torch.meshgrid(centre[0] + g, centre[1] + g, indexing="xy")
+    g = torch.linspace(-lim, lim, n_grid, dtype=t.q_mean.dtype)
+    gx, gy = torch.meshgrid(t.post_mean[0] + g, t.post_mean[1] + g, indexing="xy")
     grid = torch.stack([gx, gy], -1)
-    p_dens = log_normal(grid, pm[0], ps[0]).exp().numpy()
-    q_dens = log_normal(grid, mu[0], scale[0]).exp().numpy()
+    p_dens = log_normal(grid, t.post_mean, t.post_scale).exp().numpy()
+    q_dens = log_normal(grid, t.q_mean, t.q_scale).exp().numpy()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(6.4, 2.9), gridspec_kw={"width_ratios": [1.35, 1]})
     ax.contourf(gx.numpy(), gy.numpy(), p_dens, levels=8, cmap="Blues")
     ax.contour(gx.numpy(), gy.numpy(), q_dens, levels=6, colors="tab:red", linewidths=1.0)
-    ax.plot(*pm[0].numpy(), "b+", ms=8, label="p(z|x) mean")
-    ax.plot(*mu[0].numpy(), "rx", ms=6, label="q mean")
+    ax.plot(*t.post_mean.numpy(), "b+", ms=8, label="p(z|x) mean")
+    ax.plot(*t.q_mean.numpy(), "rx", ms=6, label="q mean")
     ax.set(xlabel="z[0]", ylabel="z[1]", title="exact posterior p(z|x) (blue) vs q (red)")
     ax.set_aspect("equal")
     ax.legend(fontsize=6, loc="lower right", frameon=False)
-    lo = min(elbo, log_px) - max(2.0, 0.6 * kl + 1.0)
+    lo, hi = t.bar_range
     bx.bar([0], [elbo - lo], bottom=lo, color="tab:red", width=0.6, label=f"ELBO = {elbo:.2f}")
     bx.bar([0], [log_px - elbo], bottom=elbo, color="tab:orange", alpha=0.5, width=0.6,
            label=f"gap = KL(q‖p(z|x)) = {kl:.2f}")
     bx.axhline(log_px, color="k", lw=1.2, label=f"log p(x) = {log_px:.2f}")
-    bx.set(xlim=(-1, 1.6), ylim=(lo, log_px + 0.15 * (log_px - lo) + 0.5), xticks=[], ylabel="nats",
+    bx.set(xlim=(-1, 1.6), ylim=(lo, hi), xticks=[], ylabel="nats",
            title="log p(x) = ELBO + KL(q ‖ p(z|x))")
     bx.legend(fontsize=6, loc="upper right", frameon=False)
     fig.tight_layout()
@@ -419,19 +444,12 @@ def bound_image(model: LinearGaussian, x: torch.Tensor, mean: Sequence[float], s
     posterior mean (z[1] upwards). Right: a bar from the ELBO (red) up to log p(x) (black line), the gap
     KL(q‖p(z|x)) in orange; the bar's scale is the same as ``bound_figure``'s.
     """
-    if model.latent_dim != 2:
-        raise ValueError(f"bound_image draws a 2-D latent; this model has latent_dim={model.latent_dim}")
-    x = model._x(x).reshape(1, -1)
-    mu = torch.as_tensor(mean, dtype=model.W.dtype).reshape(1, 2)
-    scale = scale_tril.reshape(1, 2, 2).to(model.W.dtype)
-    pm, ps = model.posterior(x)
-    log_px, elbo = float(model.log_evidence(x)), float(model.elbo(x, mu, scale))
-    kl = log_px - elbo
-    g = torch.linspace(-lim, lim, n_grid, dtype=mu.dtype)
-    gx, gy = torch.meshgrid(pm[0, 0] + g, pm[0, 1] + g.flip(0), indexing="xy")  # row 0 is the top
+    t = bound_terms(model, x, mean, scale_tril)
+    g = torch.linspace(-lim, lim, n_grid, dtype=t.q_mean.dtype)
+    gx, gy = torch.meshgrid(t.post_mean[0] + g, t.post_mean[1] + g.flip(0), indexing="xy")  # row 0 is the top
     grid = torch.stack([gx, gy], -1)
-    p = log_normal(grid, pm[0], ps[0]).exp().numpy()
-    q = log_normal(grid, mu[0], scale[0]).exp().numpy()
+    p = log_normal(grid, t.post_mean, t.post_scale).exp().numpy()
+    q = log_normal(grid, t.q_mean, t.q_scale).exp().numpy()
     panel = 1.0 - (p / p.max())[..., None] * (1.0 - BLUE)
     band = np.floor(q / max(q.max(), 1e-300) * 6).clip(0, 5)  # 5 contour levels at 1/6 ... 5/6 of q's peak
     edge = np.zeros_like(band, dtype=bool)
@@ -439,27 +457,23 @@ def bound_image(model: LinearGaussian, x: torch.Tensor, mean: Sequence[float], s
     edge[1:, :] |= band[1:, :] != band[:-1, :]
     panel[edge] = RED
     bar = np.ones((n_grid, n_grid // 3, 3))
-    lo = min(elbo, log_px) - max(2.0, 0.6 * kl + 1.0)
-    hi = log_px + 0.15 * (log_px - lo) + 0.5
+    lo, hi = t.bar_range
 
     def row(value: float) -> int:  # value in nats -> pixel row (top = hi)
         return int(round((hi - value) / (hi - lo) * (n_grid - 1)))
 
     cols = slice(n_grid // 12, n_grid // 3 - n_grid // 12)
-    bar[row(elbo):, cols] = RED
-    bar[row(log_px):row(elbo), cols] = ORANGE
-    bar[max(row(log_px) - 1, 0):row(log_px) + 1, :] = 0.0
+    bar[row(t.elbo):, cols] = RED
+    bar[row(t.log_px):row(t.elbo), cols] = ORANGE
+    bar[max(row(t.log_px) - 1, 0):row(t.log_px) + 1, :] = 0.0
     gap = np.ones((n_grid, 4, 3))
     return torch.from_numpy(np.concatenate([panel, gap, bar], axis=1).astype(np.float32)).permute(2, 0, 1)
 
 
 def bound_numbers(model: LinearGaussian, x: torch.Tensor, mean: Sequence[float], scale_tril: torch.Tensor) -> str:
     """The numbers ``bound_image`` shows, as text: ELBO, KL(q‖p(z|x)) and log p(x) in nats."""
-    x = model._x(x).reshape(1, -1)
-    mu = torch.as_tensor(mean, dtype=model.W.dtype).reshape(1, 2)
-    scale = scale_tril.reshape(1, 2, 2).to(model.W.dtype)
-    log_px, elbo = float(model.log_evidence(x)), float(model.elbo(x, mu, scale))
-    return f"ELBO = {elbo:.2f} nats, gap KL(q‖p(z|x)) = {log_px - elbo:.2f}, log p(x) = {log_px:.2f}"
+    t = bound_terms(model, x, mean, scale_tril)
+    return f"ELBO = {t.elbo:.2f} nats, gap KL(q‖p(z|x)) = {t.kl:.2f}, log p(x) = {t.log_px:.2f}"
 
 
 def figure_to_image(fig) -> torch.Tensor:
