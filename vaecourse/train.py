@@ -177,10 +177,11 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]
     start = time.perf_counter() - history.seconds
     step = len(history.steps)
     epoch = first_epoch
+    epoch_terms: list[dict[str, torch.Tensor]] = []
     try:
         for epoch in range(first_epoch, epochs):
             model.train()
-            epoch_terms: list[dict[str, torch.Tensor]] = []
+            epoch_terms = []
             for idx in minibatches(n, batch_size, generator, drop_last=drop_last):
                 idx = idx.to(device, non_blocking=True)
                 batch = tuple(t[idx] for t in tensors)
@@ -189,7 +190,7 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]
                     if "loss" not in terms:
                         raise KeyError("loss_fn must return a dict with a 'loss' entry (the value to minimise)")
                     if step % check_every == 0 and not torch.isfinite(terms["loss"].detach()).all():
-                        _raise_non_finite(terms, epoch, step, history, epoch_terms)
+                        _raise_non_finite(terms, epoch, step, history, epoch_terms, start)
                     optimizer.zero_grad(set_to_none=True)
                     terms["loss"].backward()
                     optimizer.step()
@@ -198,7 +199,7 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]
                     if step % check_every == 0:
                         bad = [k for k, v in terms.items() if not torch.isfinite(torch.as_tensor(v).detach()).all()]
                         if bad:
-                            _raise_non_finite(terms, epoch, step, history, epoch_terms)
+                            _raise_non_finite(terms, epoch, step, history, epoch_terms, start)
                 epoch_terms.append({k: (v.detach().float().mean() if torch.is_tensor(v) else torch.tensor(float(v)))
                                     for k, v in terms.items()})
                 step += 1
@@ -215,7 +216,7 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]
                 on_epoch_end(epoch, history)
     except KeyboardInterrupt:
         history.interrupted = True
-        if "epoch_terms" in locals() and epoch_terms and len(history.epochs) == epoch:
+        if epoch_terms and len(history.epochs) == epoch:  # keep the steps of the unfinished epoch
             _close_epoch(history, epoch_terms, epoch, step, start, partial=True)
         if checkpoint:
             save_checkpoint(checkpoint, model, opts, history)
@@ -248,11 +249,11 @@ def _close_epoch(history: History, epoch_terms: list[dict[str, torch.Tensor]], e
 
 
 def _raise_non_finite(terms: Terms, epoch: int, step: int, history: History,
-                      epoch_terms: list[dict[str, torch.Tensor]]) -> None:
+                      epoch_terms: list[dict[str, torch.Tensor]], start: float) -> None:
     values = terms_as_floats(terms)
     bad = [k for k, v in values.items() if v != v or v in (float("inf"), float("-inf"))]
     history.interrupted = True
-    _close_epoch(history, epoch_terms, epoch, step, time.perf_counter() - history.seconds, partial=True)
+    _close_epoch(history, epoch_terms, epoch, step, start, partial=True)
     raise NonFiniteLossError(
         f"non-finite loss at step {step} (epoch {epoch + 1}): {', '.join(bad) or 'loss'} is not finite; terms: "
         + ", ".join(f"{k}={v:.4g}" for k, v in values.items())

@@ -114,26 +114,28 @@ def latent_sliders(decode: Callable[[torch.Tensor], torch.Tensor], latent_dim: i
     if base.numel() != latent_dim:
         raise ValueError(f"z0 has {base.numel()} entries but the latent has {latent_dim}")
     controls: dict[str, W.ValueWidget] = {}
-    units: dict[str, torch.Tensor] = {}
+    moves: dict[str, torch.Tensor | int] = {}  # a unit direction to add, or the coordinate to set
     if directions:
         for name, d in directions.items():
             d = d.detach().reshape(-1).cpu().float()
             if d.numel() != latent_dim:
                 raise ValueError(f"direction {name!r} has {d.numel()} entries but the latent has {latent_dim}")
-            units[name] = d / d.norm().clamp_min(1e-12)
+            moves[name] = d / d.norm().clamp_min(1e-12)
             controls[name] = W.FloatSlider(value=0.0, min=-lim, max=lim, step=step, description=name,
                                            continuous_update=True, readout_format="+.2f")
     else:
         for d in check_dims(range(min(latent_dim, 10)) if dims is None else dims, latent_dim):
-            units[f"z{d}"] = torch.nn.functional.one_hot(torch.tensor(d), latent_dim).float()
+            moves[f"z{d}"] = d
             controls[f"z{d}"] = W.FloatSlider(value=float(base[d]), min=-lim, max=lim, step=step,
                                               description=f"z[{d}]", continuous_update=True, readout_format="+.2f")
-    start = {k: c.value for k, c in controls.items()}
 
     def render(**values: float) -> torch.Tensor:
         z = base.clone()
         for k, v in values.items():
-            z = z + (float(v) - (start[k] if not directions else 0.0)) * units[k]
+            if isinstance(moves[k], int):
+                z[moves[k]] = float(v)
+            else:
+                z += float(v) * moves[k]
         return decode(z.unsqueeze(0).to(device)).cpu()
 
     return LiveImage(render, controls, scale=scale, title=title)
