@@ -101,7 +101,7 @@ class GECO:
         out = model(x)
         kl = gaussian_kl(out.mu, out.logvar)
         sq = squared_error(x, out.x_hat)
-        c_batch = (sq - self.kappa ** 2).mean()
+        c_batch = (sq - self.kappa ** 2).mean()  # self.constraint, reusing sq (also logged below)
         lam_used = self.lam
         if update:
             if self.warmup and self.t == self.warmup:

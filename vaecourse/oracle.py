@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -175,17 +174,11 @@ def train_oracle(config: FaceConfig | None = None, *, n_train: int = 10000, n_te
 
 
 def _save(path: Path, oracle: AttributeOracle) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from .train import atomic_torch_save
+
     state = {k: v.detach().cpu() for k, v in oracle.net.state_dict().items()}
     meta = {k: v for k, v in oracle.meta.items() if k != "trained_now"}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({"state_dict": state, "meta": meta}, tmp)
-        os.replace(tmp, path)  # atomic: a reader never sees half a file
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_torch_save({"state_dict": state, "meta": meta}, path)
 
 
 def load_oracle(config: FaceConfig | int | None = None, device: torch.device | str | None = None, *,

@@ -66,26 +66,31 @@ class History:
 
 
 # ----------------------------------------------------------------------------- checkpoints
+def atomic_torch_save(obj: object, path: str | Path) -> Path:
+    """torch.save to a temp file in the same folder, then rename: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, optimizers: dict[str, torch.optim.Optimizer] | None = None,
                     history: History | None = None, extra: dict | None = None) -> Path:
     """Write model, optimisers and history to ``path`` atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "model": model.state_dict(),
         "optimizers": {k: opt.state_dict() for k, opt in (optimizers or {}).items()},
         "history": (history or History()).to_dict(),
         "extra": extra or {},
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_torch_save(state, path)
 
 
 def load_checkpoint(path: str | Path, model: nn.Module,
