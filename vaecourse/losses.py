@@ -59,6 +59,35 @@ def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
 
 
+def bernoulli_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of independent Bernoullis sigmoid(logits) in nats per example, summed over the last dims.
+
+    −p log p − (1−p) log(1−p) written as softplus(ℓ) − p·ℓ, which stays finite for large |ℓ|.
+    """
+    p = torch.sigmoid(logits)
+    return (F.softplus(logits) - p * logits).flatten(1).sum(1)
+
+
+def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) over dimension 1, in nats per example."""
+    logp = F.log_softmax(logits, 1)
+    return -(logp.exp() * logp).sum(1)
+
+
+def binary_labels(y: torch.Tensor, n_labels: int, fix: str = "") -> torch.Tensor:
+    """Binary attribute labels as a float N × ``n_labels`` tensor (a length-N vector is one attribute).
+
+    A wrong shape raises a ValueError naming the expected shape and ``fix`` (what to change).
+    """
+    y = y.float()
+    if y.dim() == 1:
+        y = y.unsqueeze(1)
+    if y.dim() != 2 or y.shape[1] != n_labels:
+        raise ValueError(f"expected N×{n_labels} binary attribute labels, got shape {tuple(y.shape)}"
+                         + (f"; {fix}" if fix else ""))
+    return y
+
+
 def check_finite(terms: dict[str, torch.Tensor], where: str = "") -> None:
     """Raise FloatingPointError naming every non-finite term (e.g. a NaN loss) and where it happened."""
     bad = {k: float(v.detach().float().mean()) for k, v in terms.items()
