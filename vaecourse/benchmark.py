@@ -40,6 +40,7 @@ from torch import nn
 
 from .config import pick_device, seed_everything, set_cpu_threads
 from .data import IDX_FILES, SYSTEM_DIRS, _idx_pair, load_dataset
+from .losses import bernoulli_nll, gaussian_kl
 
 BATCH_SIZE = 128
 LR = 1e-3
@@ -68,8 +69,8 @@ class ExampleVAE(nn.Module):
 def example_loss(model: ExampleVAE, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-image negative ELBO in nats: binary cross-entropy summed over pixels + KL(q(z|x) ‖ N(0, I))."""
     logits, mu, logvar = model(x)
-    bce = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="none").sum(1)
-    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+    bce = bernoulli_nll(x.flatten(1), logits)
+    kl = gaussian_kl(mu, logvar)
     return {"loss": (bce + kl).mean(), "bce": bce.mean(), "kl": kl.mean()}
 
 

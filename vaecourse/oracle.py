@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import faces
+from .batching import batched_apply
 from .data import REPO_DATA
 from .faces import FaceConfig, attribute_index
 
@@ -96,9 +97,8 @@ class AttributeOracle:
         if images.ndim != 4 or images.shape[1:] != (3, self.size, self.size):
             raise ValueError(f"the oracle takes (N, 3, {self.size}, {self.size}) images in [0, 1], "
                              f"got {tuple(images.shape)}; load_oracle(size=...) for another size")
-        outs = [self.net(images[i:i + batch_size].to(self.device, torch.float32))
-                for i in range(0, images.shape[0], batch_size)]
-        return tuple(torch.cat([o[k] for o in outs]).cpu() for k in range(3))  # type: ignore[return-value]
+        outs = batched_apply(lambda b: tuple(self.net(b.to(self.device, torch.float32))), images, batch_size)
+        return tuple(o.cpu() for o in outs)  # type: ignore[return-value]
 
     def predict_attributes(self, images: torch.Tensor) -> torch.Tensor:
         """Probability of each attribute (N, A), columns named by ``self.attributes``."""
