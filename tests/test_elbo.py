@@ -198,3 +198,20 @@ def test_bound_image_draws_the_gap_only_when_q_is_not_the_posterior():
     assert prior.shape == exact.shape and prior.shape[0] == 3
     assert orange_pixels(prior) > 100 and orange_pixels(exact) == 0
     assert "gap KL(q‖p(z|x)) = 0.00" in E.bound_numbers(model, x, pm[0].tolist(), ps[0])
+
+
+def test_bound_widget_draws_the_q_its_sliders_set():
+    from vaecourse.plots import tile
+
+    model = LinearGaussian.random(20, 2, noise_var=0.5, overlap=0.8, generator=torch.Generator().manual_seed(0))
+    x = model.sample(1, torch.Generator().manual_seed(1))[0][0]
+    w = E.bound_widget(model, x)
+    before = w.image.value
+    w.set(mu0=1.0, logvar1=-2.0, rho=-0.5)
+    assert w.image.value != before
+    assert "mu0 = +1.00" in w.status.value and "rho = -0.50" in w.status.value
+    q = ([1.0, 0.0], q_scale_2d([0.0, -2.0], -0.5))
+    assert torch.allclose(torch.as_tensor(w.frame()), torch.as_tensor(tile(E.bound_image(model, x, *q))))
+    assert E.bound_numbers(model, x, *q) in w.status.value  # the caption quotes this q's ELBO and gap
+    with pytest.raises(ValueError, match="2-D latent"):
+        E.bound_widget(LinearGaussian.random(6, 3), torch.zeros(6, dtype=F64))

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,3 +94,22 @@ def test_geco_training_meets_a_loose_constraint_and_logs_lambda():
     assert hist.series("lambda")[-1] > 0
     assert hist.last("c_ma") < 0.05           # the moving average of C = ‖x − x̂‖² − κ² ends ≤ 0 (met)
     assert max(hist.series("lambda")) > 1.0   # λ had to grow while the constraint was violated
+
+
+def test_traversal_widget_decodes_the_same_draws_with_every_model():
+    from vaecourse.geco import traversal_widget
+    from vaecourse.plots import tile
+
+    torch.manual_seed(0)
+    models = {name: make_vae((1, 28, 28), 16, hidden=(256, 128)) for name in ("ELBO", "GECO")}
+    w = traversal_widget(models, 16)
+    before = w.image.value
+    w.set(seed=7, dim=3, value=2.0)
+    assert w.image.value != before
+    assert "seed = 7" in w.status.value and "dim = 3" in w.status.value and "value = +2.00" in w.status.value
+    z = torch.randn(4, 16, generator=torch.Generator().manual_seed(7))
+    z[:, 3] = 2.0
+    with torch.no_grad():
+        expected = tile(torch.cat([m.decode(z) for m in models.values()]), nrow=4)  # a row of 4 draws per model
+    assert np.allclose(w.frame(), expected, atol=1e-6)
+    assert w.controls["dim"].max == 15

@@ -56,3 +56,36 @@ def test_kernel_smoother_fixed_point_and_bad_input():
         kt.fixed_point(x[:1], kt.latent_grid(5), 0.3)
     with pytest.raises(ValueError):
         kt.anneal(x, kt.latent_grid(5), [0.1, 0.2])
+
+
+def test_partition_image_puts_positive_z1_on_top_and_negative_z0_on_the_left():
+    x = kt.toy_points()
+    grid = kt.latent_grid(9)
+    fp = kt.fixed_point(x, grid, 0.3, noise=0.3, max_iter=200)
+    colors = kt.point_colors(len(x))
+    img = kt.partition_image(fp, colors)
+    assert img.shape == (9, 9, 3)
+    ticks = np.linspace(-grid.lim, grid.lim, 9)
+    for b, (z0, z1) in enumerate(grid.z):  # grid point (z0, z1) sits at row "from the top by z1", column by z0
+        row, col = 8 - int(np.argmin(np.abs(ticks - z1))), int(np.argmin(np.abs(ticks - z0)))
+        assert np.allclose(img[row, col], fp.weights[:, b] @ colors)
+    with pytest.raises(ValueError, match="one RGB colour per data point"):
+        kt.partition_image(fp, colors[:3])
+
+
+def test_beta_widget_shows_the_fixed_point_of_the_chosen_beta():
+    from vaecourse.plots import tile
+
+    x = kt.toy_points()
+    sweep = kt.anneal(x, kt.latent_grid(15), np.geomspace(4.0, 0.1, 5), max_iter=300)
+    w = kt.beta_widget(sweep)
+    before = w.image.value
+    w.set(beta=w.controls["beta"].options[-1])
+    assert w.image.value != before and "beta = 0.1 ·" in w.status.value  # a selection shows its option's label
+    expected = tile(kt.beta_frame(sweep[-1], kt.point_colors(len(x))), nrow=2)
+    assert np.allclose(w.frame(), expected, atol=1e-6)
+    # the partition panel shows the whole latent square, whatever the grid size: its corners are the grid's
+    panel = kt.beta_frame(sweep[-1], kt.point_colors(len(x)))[0].transpose(1, 2, 0)
+    part = kt.partition_image(sweep[-1], kt.point_colors(len(x)))
+    for r, c in [(0, 0), (-1, -1), (0, -1), (-1, 0)]:
+        assert np.allclose(panel[r, c], part[r, c], atol=1e-6)

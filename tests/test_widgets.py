@@ -79,3 +79,21 @@ def test_static_traversal_grid_and_helpers():
     z = latent_plane(3, lim=2, n=4, dims=(0, 2))
     assert z.shape == (16, 3) and float(z[0, 2]) == 2.0 and float(z[-1, 0]) == 2.0 and float(z[:, 1].abs().max()) == 0
     assert png_bytes(np.zeros((4, 4)), scale=2)[:4] == b"\x89PNG"
+
+
+def test_compare_decoders_shows_every_decoder_at_the_same_z_side_by_side():
+    from vaecourse.widgets import compare_decoders
+
+    def inverted(z):
+        return 1 - decoder(z)
+
+    w = compare_decoders({"A": decoder, "B": inverted}, 3, lim=6.0, step=0.1)
+    before = w.image.value
+    w.set(z0=2.5, z2=-1.0)
+    assert w.image.value != before and "z0 = +2.50" in w.status.value and "z2 = -1.00" in w.status.value
+    z = torch.tensor([[2.5, 0.0, -1.0]])
+    frame = w.frame()
+    assert frame.shape == (6 + 2, 2 * 6 + 3)  # one row, the two decoders side by side
+    assert np.allclose(frame, tile(torch.cat([decoder(z), inverted(z)]), nrow=2), atol=1e-6)
+    with pytest.raises(ValueError, match="at least one decoder"):
+        compare_decoders({}, 2)

@@ -484,3 +484,37 @@ def figure_to_image(fig) -> torch.Tensor:
     arr = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(np.float32) / 255.0
     plt.close(fig)
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+BOUND_WIDGET_TITLE = "p(z|x0) blue, q red contours | bar: ELBO (red) + gap KL (orange) = log p(x0) (black line)"
+
+
+def bound_widget(model: LinearGaussian, x: torch.Tensor, lim: float = 3.0, title: str = BOUND_WIDGET_TITLE):
+    """Lesson 01's live bound: sliders for q's means, log-variances and correlation over ``bound_image``.
+
+    Controls ``mu0``, ``mu1`` (means, ±3), ``logvar0``, ``logvar1`` (−4 … 1) and ``rho`` (±0.95), all
+    starting at the prior N(0, I); the status line adds ``bound_numbers`` (ELBO, gap, log p(x)) for the q shown.
+    Works for any 2-D latent ``LinearGaussian`` and one data point ``x``.
+    """
+    import ipywidgets as W  # here, not at the top: the rest of the module needs no widget library
+
+    from .widgets import LiveImage
+
+    if model.latent_dim != 2:
+        raise ValueError(f"the bound widget draws a 2-D latent; this model has latent_dim={model.latent_dim}")
+
+    def slider(lo: float, hi: float, label: str) -> W.FloatSlider:
+        return W.FloatSlider(value=0.0, min=lo, max=hi, step=0.05, description=label)
+
+    controls = {"mu0": slider(-3, 3, "mean z[0]"), "mu1": slider(-3, 3, "mean z[1]"),
+                "logvar0": slider(-4, 1, "log var z[0]"), "logvar1": slider(-4, 1, "log var z[1]"),
+                "rho": slider(-0.95, 0.95, "correlation")}
+
+    def render(mu0: float, mu1: float, logvar0: float, logvar1: float, rho: float) -> torch.Tensor:
+        # drawn with numpy, not matplotlib: a redraw takes milliseconds, so the picture follows the slider
+        return bound_image(model, x, [mu0, mu1], q_scale_2d([logvar0, logvar1], rho), lim=lim)
+
+    def numbers(mu0: float, mu1: float, logvar0: float, logvar1: float, rho: float) -> str:
+        return bound_numbers(model, x, [mu0, mu1], q_scale_2d([logvar0, logvar1], rho))
+
+    return LiveImage(render, controls, scale=2, caption=numbers, title=title)

@@ -134,3 +134,34 @@ class GECO:
     def __repr__(self) -> str:
         return (f"GECO(kappa={self.kappa:g}, eta={self.eta:g}, alpha={self.alpha:g}, lambda={self.lam:.4g}, "
                 f"c_ma={self.c_ma if self.c_ma is None else round(self.c_ma, 4)}, t={self.t})")
+
+
+def traversal_widget(models: dict[str, nn.Module], latent_dim: int, device: torch.device | str | None = None, *,
+                     n_draws: int = 4, max_seed: int = 50, lim: float = 3.0):
+    """Lesson 04's live comparison: every model decodes the same prior draws, one row per model.
+
+    Controls ``seed`` (which ``n_draws`` draws z ~ N(0, I)), ``dim`` (a latent coordinate) and ``value``
+    (what that coordinate is set to in every draw, ±``lim``). A coordinate a model left unused changes nothing
+    in its row. ``device``: where the models are (default: that of the first model's parameters).
+    """
+    import ipywidgets as W  # here, not at the top: training with GECO needs no widget library
+
+    from .widgets import LiveImage
+
+    if not models:
+        raise ValueError("traversal_widget needs at least one model, e.g. {'GECO κ=5': model}")
+    if device is None:
+        device = next(next(iter(models.values())).parameters()).device
+    names = list(models)
+
+    def render(seed: int, dim: int, value: float) -> torch.Tensor:
+        z = torch.randn(n_draws, latent_dim, generator=torch.Generator().manual_seed(int(seed)))
+        z[:, int(dim)] = float(value)
+        z = z.to(device)
+        return torch.cat([models[n].decode(z).cpu() for n in names])
+
+    controls = {"seed": W.IntSlider(value=0, min=0, max=max_seed, description="seed"),
+                "dim": W.IntSlider(value=0, min=0, max=latent_dim - 1, description="z dim"),
+                "value": W.FloatSlider(value=0.0, min=-lim, max=lim, step=0.1, description="value")}
+    return LiveImage(render, controls, nrow=n_draws, scale=2,
+                     title="rows: " + " · ".join(names) + f" ({n_draws} prior draws each)")

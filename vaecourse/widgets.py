@@ -27,8 +27,18 @@ def _format(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):
-        return f"{value:+.2f}"
+        # two decimals for slider values; small ones (a variance c = 1e-4) keep their digits
+        return f"{value:+.2f}" if value == 0 or abs(value) >= 0.01 else f"{value:+.2g}"
     return str(value)
+
+
+def format_value(control: W.ValueWidget, value: Any) -> str:
+    """How the status line shows ``control`` at ``value``: a selection control by its option's label."""
+    if isinstance(control, (W.SelectionSlider, W.Dropdown, W.ToggleButtons, W.RadioButtons)):
+        for label, option in zip(control._options_labels, control._options_values):
+            if option == value:
+                return label
+    return _format(value)
 
 
 class LiveImage:
@@ -71,7 +81,7 @@ class LiveImage:
         self.image.value = png_bytes(arr, self.scale)
         self.last_decode_ms = 1000 * (time.perf_counter() - t0)
         self.renders += 1
-        shown = " · ".join(f"{k} = {_format(v)}" for k, v in self.values().items())
+        shown = " · ".join(f"{k} = {format_value(self.controls[k], v)}" for k, v in self.values().items())
         extra = f" · {html.escape(self.caption(**self.values()))}" if self.caption is not None else ""
         self.status.value = (f"<span class='vaecourse-status'>{shown} · decoded in {self.last_decode_ms:.1f} ms"
                              f"{extra}</span>")
@@ -139,6 +149,31 @@ def latent_sliders(decode: Callable[[torch.Tensor], torch.Tensor], latent_dim: i
         return decode(z.unsqueeze(0).to(device)).cpu()
 
     return LiveImage(render, controls, scale=scale, title=title)
+
+
+def compare_decoders(decoders: dict[str, Callable[[torch.Tensor], torch.Tensor]], latent_dim: int, *,
+                     lim: float = 3.0, step: float = 0.05, scale: int = 4, title: str = "",
+                     device: torch.device | str = "cpu") -> LiveImage:
+    """One slider per latent coordinate (up to 10); every decoder decodes the same z, side by side in dict order.
+
+    E.g. ``{"AE": ae.decode, "VAE": vae.decode}``: walk one point through both latent spaces and see where
+    one decoder has a hole the other fills.
+    """
+    if not decoders:
+        raise ValueError("compare_decoders needs at least one decoder, e.g. {'AE': ae.decode, 'VAE': vae.decode}")
+    dims = range(min(latent_dim, 10))
+    controls: dict[str, W.ValueWidget] = {
+        f"z{d}": W.FloatSlider(value=0.0, min=-lim, max=lim, step=step, description=f"z[{d}]",
+                               continuous_update=True, readout_format="+.2f") for d in dims}
+
+    def render(**values: float) -> torch.Tensor:
+        z = torch.zeros(1, latent_dim)
+        for d in dims:
+            z[0, d] = float(values[f"z{d}"])
+        z = z.to(device)
+        return torch.cat([decode(z).cpu() for decode in decoders.values()])
+
+    return LiveImage(render, controls, scale=scale, nrow=len(decoders), title=title)
 
 
 @torch.no_grad()
