@@ -1,13 +1,16 @@
-"""Tests for vaecourse.ccvae: the priors and bounds against brute force, splits, and that training learns."""
+"""Tests for vaecourse.ccvae: the priors and bounds against brute force, splits, training, the live widgets."""
 
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from vaecourse import ccvae as cc
+from vaecourse.classifier import Classifier, accuracy, fit_classifier
 from vaecourse.losses import gaussian_log_density
+from vaecourse.plots import tile
 
 
 def small(labels: str = "categorical", n_labels: int = 4, c_dim: int = 3, s_dim: int = 2) -> cc.CCVAE:
@@ -59,6 +62,28 @@ def test_paper_unsupervised_enumeration_matches_all_label_vectors():
         kl_y += log_q.exp() * (log_q - gaussian_log_density(zc, pm, plv) - m.log_prior_y(y))
     expected = gaussian_log_density(z, mu, lv) - gaussian_log_density(zs, 0 * zs, 0 * zs) + kl_y
     assert torch.allclose(terms["kl"], expected, atol=1e-4)
+
+
+def test_label_entropy_of_an_undecided_classifier():
+    zero = torch.zeros(3, 4)
+    assert torch.allclose(small().label_entropy(zero), torch.full((3,), math.log(4)))
+    assert torch.allclose(small("binary", n_labels=4, c_dim=4).label_entropy(zero), torch.full((3,), 4 * math.log(2)))
+
+
+def test_mixture_components_are_the_conditional_priors():
+    m = small()
+    zc = torch.randn(5, 3)
+    log_p_zc, log_py = m.mixture_components(zc)
+    for k in range(4):
+        y = torch.full((5,), k)
+        assert torch.allclose(log_p_zc[:, k], gaussian_log_density(zc, *m.cond_prior(y)), atol=1e-5)
+        assert torch.allclose(log_py[k], m.log_prior_y(y)[0])
+    mb = small("binary", n_labels=3, c_dim=3)
+    log_p_zc, log_py = mb.mixture_components(zc)
+    assert log_p_zc.shape == (5, 3, 2) and log_py.shape == (3, 2)
+    ones = torch.ones(5, 3)
+    assert torch.allclose(log_p_zc[..., 1].sum(1), gaussian_log_density(zc, *mb.cond_prior(ones)), atol=1e-5)
+    assert torch.allclose(log_py[:, 1].sum(), mb.log_prior_y(ones)[0])
 
 
 def test_report_supervised_kl_is_closed_form_and_ce_is_the_classifiers():
@@ -146,7 +171,7 @@ def test_semi_supervised_training_learns_the_labels(form):
                      sup_kwargs=kw)
     losses = h.series("loss")
     assert losses[-1] < losses[0]
-    assert cc.accuracy(m.predict(xt), yt) > 0.6  # chance is 0.1
+    assert accuracy(m.predict(xt), yt) > 0.6  # chance is 0.1
 
 
 def test_binary_form_and_plain_classifier_learn_attributes():
@@ -160,10 +185,10 @@ def test_binary_form_and_plain_classifier_learn_attributes():
     torch.manual_seed(0)
     m = cc.CCVAE((1, 6, 6), 2, 2, 2, labels="binary", hidden=(32,))
     cc.fit_ccvae(m, x, y, form="paper", beta=1.0, epochs=15, batch_size=64, lr=3e-3, progress=False)
-    assert cc.accuracy(m.predict(x), y) > 0.9
-    clf = cc.PlainClassifier((1, 6, 6), 2, binary=True, hidden=(32,))
-    cc.fit_classifier(clf, x, y, epochs=10, batch_size=64, lr=3e-3, progress=False)
-    assert cc.accuracy(clf.predict(x), y) > 0.9
+    assert accuracy(m.predict(x), y) > 0.9
+    clf = Classifier((1, 6, 6), 2, binary=True, hidden=(32,), activation="elu")
+    fit_classifier(clf, x, y, epochs=10, batch_size=64, lr=3e-3, progress=False)
+    assert accuracy(clf.predict(x), y) > 0.9
     imgs = m.sample_conditional(y[:5])
     assert imgs.shape == (5, 1, 6, 6) and float(imgs.min()) >= 0.0 and float(imgs.max()) <= 1.0
 
@@ -179,3 +204,48 @@ def test_measures_count_what_the_judge_reads():
     assert scores["success"] == [0.5, 0.5, 0.5] and scores["leakage"] == [0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="binary"):
         m.intervene(torch.rand(2, 1, 6, 6), 0, 1.0)
+
+
+def test_digit_widget_decodes_the_class_mean_and_the_style():
+    m = small(n_labels=4, c_dim=3, s_dim=2)
+    w = cc.digit_widget(m, seed=5, digit=2)
+    assert "digit = 2" in w.status.value and not m.training
+    before = w.image.value
+    w.set(digit="3", style_a=1.5)
+    assert w.image.value != before
+    assert "digit = 3" in w.status.value and "style_a = +1.50" in w.status.value
+    dirs = torch.randn(2, 2, generator=torch.Generator().manual_seed(5))
+    d0 = dirs[0] / dirs[0].norm()
+    with torch.no_grad():
+        expected = m.decode(torch.cat([m.prior_mu[3], 1.5 * d0]).unsqueeze(0))
+    assert np.allclose(w.frame(), tile(expected), atol=1e-6)
+    with pytest.raises(ValueError, match="categorical"):
+        cc.digit_widget(small("binary", n_labels=3, c_dim=3))
+    with pytest.raises(ValueError, match="style"):
+        cc.digit_widget(small(s_dim=0))
+
+
+def test_face_widget_sets_each_attribute_from_its_prior():
+    m = small("binary", n_labels=3, c_dim=3, s_dim=2)
+    names = ["glasses", "facial_hair", "smile"]
+    x = torch.rand(1, 6, 6)
+    w = cc.face_widget(m, x, torch.tensor([1.0, 0.0, 1.0]), names, seed=2)
+    assert [w.controls[a].value for a in names] == ["on", "off", "on"]
+    before = w.image.value
+    w.set(glasses="off", z_c1=1.5, style=-2.0)
+    assert w.image.value != before
+    assert "glasses = off" in w.status.value and "z_c1 = +1.50" in w.status.value and "style = -2.00" in w.status.value
+    with torch.no_grad():
+        z = m.encode(x.unsqueeze(0))[0][0].clone()
+        sd = (0.5 * m.prior_logvar).exp()
+        z[0] = m.prior_mu[0, 0]                          # glasses off, at the prior mean
+        z[1] = m.prior_mu[1, 0] + 1.5 * sd[1, 0]         # facial hair off, 1.5 sd from its mean
+        z[2] = m.prior_mu[2, 1]                          # smile on
+        style = torch.randn(1, 2, generator=torch.Generator().manual_seed(2))[0]
+        z[3:] = z[3:] - 2.0 * style / style.norm()
+        expected = m.decode(z.unsqueeze(0))
+    assert np.allclose(w.frame(), tile(expected), atol=1e-6)
+    with pytest.raises(ValueError, match="one name per attribute"):
+        cc.face_widget(m, x, torch.ones(3), names[:2])
+    with pytest.raises(ValueError, match="binary"):
+        cc.face_widget(small(), x, torch.ones(3), names)

@@ -1,13 +1,15 @@
-"""Unit tests for vaecourse.rate_distortion: c and β, held-out rate/distortion, σ-VAE, active units."""
+"""Unit tests for vaecourse.rate_distortion: c and β, held-out rate/distortion, σ-VAE, active units, the c widget."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from vaecourse import rate_distortion as rd
 from vaecourse.losses import gaussian_kl, squared_error, vae_terms
 from vaecourse.nets import make_vae
+from vaecourse.plots import latent_plane, tile
 
 SHAPE = (1, 8, 8)
 
@@ -129,18 +131,6 @@ def test_sample_quality_and_distances():
     assert rd.sharpness(blurry) == 0.0 and rd.sharpness(spread) > 0.0
 
 
-def test_classifier_learns_classes():
-    gen = torch.Generator().manual_seed(0)
-    labels = torch.arange(4).repeat(100)
-    images = 0.3 * torch.rand(400, *SHAPE, generator=gen)
-    for k in range(4):  # class k lights up row 2k of the image
-        images[labels == k, 0, 2 * k, :] += 0.7
-    clf = rd.train_classifier(images[:300], labels[:300], epochs=5, batch_size=32, lr=3e-3)
-    assert rd.accuracy(clf, images[300:], labels[300:]) > 0.9
-    with pytest.raises(ValueError, match="class labels"):
-        rd.train_classifier(images, torch.zeros(400, 3))
-
-
 def test_self_consistent_c_and_rank_correlation():
     cs = [1e-4, 1e-2, 1.0]
     assert rd.self_consistent_c(cs, [0.04, 0.04, 0.04]) == pytest.approx(0.04, rel=1e-9)
@@ -150,3 +140,46 @@ def test_self_consistent_c_and_rank_correlation():
     assert rd.rank_correlation([1, 2, 3], [20, 20, 0]) == pytest.approx(-math.sqrt(3) / 2)
     with pytest.raises(ValueError):
         rd.rank_correlation([1], [2])
+
+
+def test_rate_distortion_averages_its_samples_per_image():
+    model, x = tiny_vae(), batch(50)
+    many = rd.rate_distortion(model, x, n_samples=400, batch_size=7)
+    one = rd.rate_distortion(model, x, batch_size=50)
+    for key in ("rate", "distortion_mean", "mean_abs_mu"):  # no noise in these: batching does not matter
+        assert many[key] == pytest.approx(one[key], rel=1e-9)
+    with torch.no_grad():  # E_q‖x − g(z)‖² by brute force, with other draws: the 400-draw mean is close to it
+        mu, logvar = model.encode(x)
+        z = mu + (0.5 * logvar).exp() * torch.randn(2000, *mu.shape, generator=torch.Generator().manual_seed(9),
+                                                     dtype=mu.dtype)
+        brute = float(squared_error(x.expand(2000, *x.shape).flatten(0, 1), model.decode(z.flatten(0, 1))).mean())
+    assert many["distortion"] == pytest.approx(brute, rel=0.01)
+    with pytest.raises(ValueError, match="n_samples"):
+        rd.rate_distortion(model, x, n_samples=0)
+
+
+def test_nearest_neighbour_distance_in_batches_matches_brute_force():
+    a, b = batch(23, seed=2), batch(9, seed=3)
+    brute = ((a.flatten(1)[:, None] - b.flatten(1)[None]) ** 2).sum(-1).min(1).values
+    assert torch.allclose(rd.nearest_neighbour_distance(a, b, batch_size=5).double(), brute, rtol=1e-5)
+
+
+def test_c_widget_shows_the_chosen_models_samples_and_plane():
+    models = {1e-4: tiny_vae(seed=0, dtype=torch.float32).eval(), 1.0: tiny_vae(seed=1, dtype=torch.float32).eval()}
+    z_prior = torch.randn(120, 2, generator=torch.Generator().manual_seed(0))
+    w = rd.c_widget(models, z_prior, grid=10)
+    assert w.controls["c"].options == ("0.0001", "1") and "c = 0.0001" in w.status.value
+    before = w.image.value
+    w.set(c="1")
+    assert w.image.value != before
+    assert "c = 1 ·" in w.status.value and w.last_decode_ms < 1000
+    with torch.no_grad():  # the picture: model c = 1's decodes of the first 100 prior draws | of the latent square
+        m = models[1.0]
+        samples, plane = tile(m.decode(z_prior[:100]), 10), tile(m.decode(latent_plane(2, 3.0, 10)), 10)
+    expected = np.concatenate([samples, np.ones((samples.shape[0], 8), dtype=samples.dtype), plane], axis=1)
+    assert np.allclose(w.frame(), expected, atol=1e-6)
+    assert not np.allclose(w.frame(c="0.0001"), expected, atol=1e-3)
+    with pytest.raises(ValueError, match="2-D"):
+        rd.c_widget({0.1: tiny_vae(latent_dim=3, dtype=torch.float32)}, torch.randn(100, 3))
+    with pytest.raises(ValueError, match="at least 100"):
+        rd.c_widget(models, z_prior[:50])

@@ -17,6 +17,8 @@ Two label kinds and two objectives:
   unsupervised bound that sums over y exactly (enumeration) instead of sampling it.
 
 All terms are per example in nats (sums over pixels and latent dimensions), like ``losses.py``.
+The lesson's baselines and judges are ``vaecourse.classifier.Classifier``s; ``digit_widget`` and
+``face_widget`` are its live controls.
 """
 
 from __future__ import annotations
@@ -24,14 +26,25 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 
+import ipywidgets as W
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .batching import batched_apply, minibatches
-from .losses import bernoulli_nll, gaussian_kl, gaussian_kl_between, gaussian_log_density, reparameterize
+from .losses import (
+    bernoulli_entropy,
+    bernoulli_nll,
+    categorical_entropy,
+    gaussian_kl,
+    gaussian_kl_between,
+    gaussian_log_density,
+    reparameterize,
+    squared_error,
+)
 from .nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from .train import History, fit
+from .widgets import LiveImage
 
 LABEL_KINDS = ("categorical", "binary")
 
@@ -149,7 +162,11 @@ class CCVAE(nn.Module):
         lg = self.logits(zc)
         if self.labels == "categorical":
             return -F.cross_entropy(lg, y, reduction="none")
-        return -F.binary_cross_entropy_with_logits(lg, y.float(), reduction="none").sum(1)
+        return -bernoulli_nll(y.float(), lg)
+
+    def label_entropy(self, logits: torch.Tensor) -> torch.Tensor:
+        """H(q(y|z_c)) in nats per example from the classifier's logits (summed over attributes when binary)."""
+        return categorical_entropy(logits) if self.labels == "categorical" else bernoulli_entropy(logits)
 
     def log_prior_y(self, y: torch.Tensor) -> torch.Tensor:
         """log p(y) per example."""
@@ -158,21 +175,25 @@ class CCVAE(nn.Module):
         log_p1, log_p0 = self.log_py, torch.log1p(-self.log_py.exp())
         return (y * log_p1 + (1 - y) * log_p0).sum(1)
 
+    def mixture_components(self, zc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log p(z_c|y) and log p(y) for every value of y, shaped to be added: the mixture prior's components.
+
+        Categorical: (N × K, K), one Gaussian over all of z_c per class. Binary: (N × A × 2, A × 2),
+        the density of z_cᵢ given yᵢ = 0 and given yᵢ = 1 (last axis), since everything factorises
+        per attribute. ``log_marginal_prior_c`` sums them out; the paper's unlabelled bound weighs them.
+        """
+        lv, mu = self.prior_logvar.unsqueeze(0), self.prior_mu.unsqueeze(0)
+        if self.labels == "categorical":
+            log_p_zc = -0.5 * (math.log(2 * math.pi) + lv + (zc.unsqueeze(1) - mu).pow(2) / lv.exp()).sum(-1)
+            return log_p_zc, self.log_py
+        log_p_zc = -0.5 * (math.log(2 * math.pi) + lv + (zc.unsqueeze(-1) - mu).pow(2) / lv.exp())
+        return log_p_zc, torch.stack([torch.log1p(-self.log_py.exp()), self.log_py], dim=-1)
+
     def log_marginal_prior_c(self, zc: torch.Tensor) -> torch.Tensor:
         """log p(z_c) = log Σ_y p(z_c|y) p(y): the mixture prior that unlabelled data see."""
-        if self.labels == "categorical":
-            lv = self.prior_logvar.unsqueeze(0)
-            comp = -0.5 * (math.log(2 * math.pi) + lv + (zc.unsqueeze(1) - self.prior_mu.unsqueeze(0)).pow(2)
-                           / lv.exp()).sum(-1)  # N × K
-            return torch.logsumexp(comp + self.log_py, dim=1)
-        comp = self._per_attribute_log_density(zc)  # N × A × 2
-        log_py = torch.stack([torch.log1p(-self.log_py.exp()), self.log_py], dim=-1)
-        return torch.logsumexp(comp + log_py, dim=-1).sum(1)
-
-    def _per_attribute_log_density(self, zc: torch.Tensor) -> torch.Tensor:
-        """log p(z_cᵢ | yᵢ = v) for v ∈ {0, 1}: N × A × 2 (binary form only)."""
-        lv = self.prior_logvar.unsqueeze(0)
-        return -0.5 * (math.log(2 * math.pi) + lv + (zc.unsqueeze(-1) - self.prior_mu.unsqueeze(0)).pow(2) / lv.exp())
+        log_p_zc, log_py = self.mixture_components(zc)
+        log_p = torch.logsumexp(log_p_zc + log_py, dim=-1)
+        return log_p if self.labels == "categorical" else log_p.sum(1)  # binary: Σ over attributes
 
     # ------------------------------------------------------------------ use
     @torch.no_grad()
@@ -268,18 +289,9 @@ def report_unsupervised_terms(model: CCVAE, x: torch.Tensor, beta: float = 0.05,
     rec = bernoulli_nll(x, model.decode_logits(z))
     kl_s = gaussian_kl(mu_s, lv_s)
     kl_c = gaussian_log_density(zc, mu_c, lv_c) - model.log_marginal_prior_c(zc)
-    entropy = _entropy(model.logits(zc), model.labels)
+    entropy = model.label_entropy(model.logits(zc))
     loss = rec + beta * (kl_s + kl_c) + entropy_weight * entropy
     return {"loss": loss, "rec": rec, "kl_style": kl_s, "kl_char": kl_c, "entropy": entropy}
-
-
-def _entropy(logits: torch.Tensor, labels: str) -> torch.Tensor:
-    """Entropy of q(y|z_c) in nats per example (summed over attributes in the binary form)."""
-    if labels == "categorical":
-        logp = F.log_softmax(logits, 1)
-        return -(logp.exp() * logp).sum(1)
-    p = torch.sigmoid(logits)
-    return -(p * F.logsigmoid(logits) + (1 - p) * F.logsigmoid(-logits)).sum(1)
 
 
 # ---------------------------------------------------------------------- the paper's bound (form 2)
@@ -333,19 +345,14 @@ def paper_unsupervised_terms(model: CCVAE, x: torch.Tensor, beta: float = 1.0) -
     log_qz = gaussian_log_density(z, mu, lv)
     log_pzs = gaussian_log_density(zs, torch.zeros_like(zs), torch.zeros_like(zs))
     lg = model.logits(zc)
+    log_p_zc, log_py = model.mixture_components(zc)  # N × K, or N × A × 2 (yᵢ = 0, 1)
     if model.labels == "categorical":
-        lv_p = model.prior_logvar.unsqueeze(0)
-        log_pzc_y = -0.5 * (math.log(2 * math.pi) + lv_p + (zc.unsqueeze(1) - model.prior_mu.unsqueeze(0)).pow(2)
-                            / lv_p.exp()).sum(-1)  # N × K
         log_q = F.log_softmax(lg, 1)
-        kl_y = (log_q.exp() * (log_q - log_pzc_y - model.log_py)).sum(1)
     else:
-        log_pzc_y = model._per_attribute_log_density(zc)  # N × A × 2
         log_q = torch.stack([F.logsigmoid(-lg), F.logsigmoid(lg)], -1)
-        log_py = torch.stack([torch.log1p(-model.log_py.exp()), model.log_py], -1)
-        kl_y = (log_q.exp() * (log_q - log_pzc_y - log_py)).sum((1, 2))
+    kl_y = (log_q.exp() * (log_q - log_p_zc - log_py)).flatten(1).sum(1)  # E_q(y|z_c) over every y, exactly
     kl = log_qz - log_pzs + kl_y
-    return {"loss": rec + beta * kl, "rec": rec, "kl": kl, "entropy": _entropy(lg, model.labels)}
+    return {"loss": rec + beta * kl, "rec": rec, "kl": kl, "entropy": model.label_entropy(lg)}
 
 
 FORMS: dict[str, tuple[Callable, Callable]] = {
@@ -443,65 +450,13 @@ def fit_ccvae(model: CCVAE, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Ten
                batch_size=batch_size, seed=seed, progress=progress, desc=desc)
 
 
-# ---------------------------------------------------------------------- baselines and measurement
-class PlainClassifier(nn.Module):
-    """The CCVAE's encoder net with its mean head read as class logits: the fair supervised baseline.
-
-    Also the course's independent judge of generated digits (``kind="conv"``, trained on all labels).
-    """
-
-    def __init__(self, image_shape: Sequence[int], n_labels: int, *, binary: bool = False, kind: str = "mlp",
-                 hidden: Sequence[int] = (512, 256), channels: Sequence[int] = (32, 64, 64)):
-        super().__init__()
-        self.net = _nets(image_shape, n_labels, kind, hidden, channels)[0]
-        self.binary = binary
-        self.image_shape = tuple(image_shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)[0]
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-        """Class indices (or 0/1 attributes) for images x."""
-        was = self.training
-        self.eval()
-        out = batched_apply(lambda xb: (self(xb) > 0).float() if self.binary else self(xb).argmax(1), x, batch_size)
-        self.train(was)
-        return out
-
-
-def fit_classifier(clf: PlainClassifier, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int = 128,
-                   lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0, progress: bool | None = None,
-                   desc: str = "classifier") -> History:
-    """Train a classifier by cross-entropy on (x, y) alone (no unlabelled data)."""
-    def loss_fn(model: PlainClassifier, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-        lg = model(batch[0])
-        if model.binary:
-            ce = F.binary_cross_entropy_with_logits(lg, batch[1].float(), reduction="none").sum(1)
-            acc = ((lg > 0).float() == batch[1]).float().mean()
-        else:
-            ce = F.cross_entropy(lg, batch[1], reduction="none")
-            acc = (lg.argmax(1) == batch[1]).float().mean()
-        return {"loss": ce.mean(), "acc": acc}
-
-    opt = torch.optim.Adam(clf.parameters(), lr=lr, weight_decay=weight_decay)
-    return fit(clf, loss_fn, [x, y], epochs=epochs, batch_size=batch_size, optimizer=opt, seed=seed,
-               progress=progress, desc=desc)
-
-
-def accuracy(predicted: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of correct predictions (per attribute and example for binary labels), in [0, 1]."""
-    if predicted.shape != y.shape:
-        raise ValueError(f"predictions {tuple(predicted.shape)} and labels {tuple(y.shape)} differ in shape")
-    return float((predicted.to(y.device) == y).float().mean())
-
-
+# ---------------------------------------------------------------------- measurement
 @torch.no_grad()
 def reconstruction_error(model: CCVAE, x: torch.Tensor, batch_size: int = 1000) -> float:
     """Mean squared error per image ‖x − x̂‖² of reconstructions from the posterior mean."""
     was = model.training
     model.eval()
-    err = batched_apply(lambda xb: (model.decode(model.encode(xb)[0]) - xb).pow(2).flatten(1).sum(1), x, batch_size)
+    err = batched_apply(lambda xb: squared_error(xb, model.decode(model.encode(xb)[0])), x, batch_size)
     model.train(was)
     return float(err.mean())
 
@@ -563,3 +518,84 @@ def intervention_scores(model: CCVAE, x: torch.Tensor, judge: Callable[[torch.Te
         leakage.append(sum(lk) / 2)
     model.train(was)
     return {"success": success, "leakage": leakage}
+
+
+# ---------------------------------------------------------------------- live widgets
+def _style_directions(n: int, s_dim: int, seed: int) -> torch.Tensor:
+    """``n`` random unit directions of the style latent, drawn from ``seed`` (the same on every machine)."""
+    if s_dim < 1:
+        raise ValueError("this model has no style latent to move (s_dim = 0); build it with s_dim >= 1")
+    dirs = torch.randn(n, s_dim, generator=torch.Generator().manual_seed(seed))
+    return dirs / dirs.norm(dim=1, keepdim=True)
+
+
+def digit_widget(model: CCVAE, seed: int = 0, device: torch.device | str = "cpu", *, digit: int = 3,
+                 lim: float = 3.0) -> LiveImage:
+    """Pick a class, move the style: z_c at the prior mean of the class, z_\\c = a·d₁ + b·d₂.
+
+    d₁, d₂ are two random unit directions of the style latent (from ``seed``); the class should
+    stay while slant and thickness change. Categorical form. The model is put in eval mode.
+    """
+    if model.labels != "categorical":
+        raise ValueError("digit_widget picks one class: it needs the categorical form (use face_widget for attributes)")
+    if not 0 <= digit < model.n_labels:
+        raise ValueError(f"digit must be a class index in 0..{model.n_labels - 1}, got {digit}")
+    model.eval()
+    dirs = _style_directions(2, model.s_dim, seed)
+    class_means = model.prior_mu.detach().cpu()
+
+    def render(digit: str, style_a: float, style_b: float) -> torch.Tensor:
+        z = torch.cat([class_means[int(digit)], style_a * dirs[0] + style_b * dirs[1]])
+        return model.decode(z.unsqueeze(0).to(device)).cpu()
+
+    controls = {"digit": W.ToggleButtons(options=[str(d) for d in range(model.n_labels)], value=str(digit),
+                                         description="digit y", style={"button_width": "28px"}),
+                "style_a": W.FloatSlider(value=0.0, min=-lim, max=lim, step=0.1, description="style 1"),
+                "style_b": W.FloatSlider(value=0.0, min=-lim, max=lim, step=0.1, description="style 2")}
+    return LiveImage(render, controls, scale=5, title="CCVAE: label fixed, style moves")
+
+
+def face_widget(model: CCVAE, x_face: torch.Tensor, y_face: torch.Tensor, attributes: Sequence[str], seed: int = 0,
+                device: torch.device | str = "cpu", *, lim: float = 3.0, style_lim: float = 4.0) -> LiveImage:
+    """One face, edited live: a toggle per attribute, a slider per z_c dimension, a style slider.
+
+    Toggle i puts z_cᵢ at the mean of p(z_cᵢ|yᵢ) (starting from the face's label ``y_face``);
+    slider ``z_c{i}`` moves it from there in that prior's standard deviations; ``style`` moves
+    the face's own z_\\c along a random unit direction (from ``seed``). Binary form; the model is
+    put in eval mode.
+    """
+    if model.labels != "binary":
+        raise ValueError("face_widget edits binary attributes: it needs the binary (paper's) form")
+    attributes = list(attributes)
+    if len(attributes) != model.n_labels:
+        raise ValueError(f"give one name per attribute: the model has {model.n_labels}, got {attributes}")
+    taken = {"style", *(f"z_c{i}" for i in range(model.n_labels))} & set(attributes)
+    if taken or len(set(attributes)) != len(attributes):
+        raise ValueError(f"attribute names must be distinct and not 'style' or 'z_c<i>', got {attributes}")
+    x = x_face.unsqueeze(0) if x_face.dim() == 3 else x_face
+    y = y_face.reshape(-1).float().cpu()
+    if x.shape[0] != 1 or y.numel() != model.n_labels:
+        raise ValueError(f"give one face (C×H×W or 1×C×H×W) and its {model.n_labels} labels, got "
+                         f"{tuple(x_face.shape)} and {tuple(y_face.shape)}")
+    model.eval()
+    with torch.no_grad():
+        face_z = model.encode(x.to(device))[0][0].cpu()
+    style_dir = _style_directions(1, model.s_dim, seed)[0]
+    prior_mu, prior_sd = model.prior_mu.detach().cpu(), (0.5 * model.prior_logvar.detach().cpu()).exp()
+    n = model.n_labels
+
+    def render(style: float = 0.0, **values) -> torch.Tensor:
+        z = face_z.clone()
+        for i, a in enumerate(attributes):
+            v = 1 if values[a] == "on" else 0
+            z[i] = prior_mu[i, v] + values[f"z_c{i}"] * prior_sd[i, v]
+        z[n:] = face_z[n:] + style * style_dir
+        return model.decode(z.unsqueeze(0).to(device)).cpu()
+
+    controls: dict[str, W.ValueWidget] = {}
+    for i, a in enumerate(attributes):
+        controls[a] = W.ToggleButtons(options=["off", "on"], value="on" if float(y[i]) > 0.5 else "off",
+                                      description=a, style={"button_width": "40px"})
+        controls[f"z_c{i}"] = W.FloatSlider(value=0.0, min=-lim, max=lim, step=0.1, description=f"z_c[{i}] (sd)")
+    controls["style"] = W.FloatSlider(value=0.0, min=-style_lim, max=style_lim, step=0.1, description="style")
+    return LiveImage(render, controls, scale=5, title="CCVAE on faces: attributes on/off, live")

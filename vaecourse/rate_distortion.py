@@ -6,7 +6,8 @@ with β = 2c. A per-pixel *mean* squared error instead divides the distortion by
 which is a β-VAE with β multiplied by D. This module measures what each setting buys: the rate
 (KL in nats) and the distortion (squared error per image) on held-out data, the calibrated
 variance c* (σ-VAE, Rybkin et al. 2021), the number of active latent units, and how good the
-prior samples look to a fixed classifier.
+prior samples look to a fixed classifier (``vaecourse.classifier``); ``c_widget`` lets a reader
+move between the models of a c sweep.
 """
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import ipywidgets as W
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batching import batched_apply
 from .losses import gaussian_kl, gaussian_nll, squared_error, vae_terms
+from .plots import latent_plane, tile
+from .widgets import LiveImage
 
 Terms = dict[str, torch.Tensor]
 
@@ -138,23 +144,22 @@ def rate_distortion(model: nn.Module, x: torch.Tensor, seed: int = 0, n_samples:
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be at least 1, got {n_samples}")
+    gen = torch.Generator().manual_seed(seed)
+
+    def per_image(xb: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        mu, logvar = model.encode(xb)
+        sampled = torch.zeros(xb.shape[0], dtype=xb.dtype, device=xb.device)
+        for _ in range(n_samples):
+            eps = torch.randn(mu.shape, generator=gen).to(mu.device, mu.dtype)  # CPU draws: the same on any device
+            sampled = sampled + squared_error(xb, model.decode(mu + torch.exp(0.5 * logvar) * eps))
+        return (gaussian_kl(mu, logvar), sampled / n_samples, squared_error(xb, model.decode(mu)), mu.norm(dim=1))
+
     was_training = model.training
     model.eval()
-    gen = torch.Generator().manual_seed(seed)
-    sums = {"rate": 0.0, "distortion": 0.0, "distortion_mean": 0.0, "mean_abs_mu": 0.0}
-    n = x.shape[0]
-    for start in range(0, n, batch_size):
-        xb = x[start:start + batch_size]
-        mu, logvar = model.encode(xb)
-        sums["rate"] += float(gaussian_kl(mu, logvar).sum())
-        sums["mean_abs_mu"] += float(mu.norm(dim=1).sum())
-        sums["distortion_mean"] += float(squared_error(xb, model.decode(mu)).sum())
-        for _ in range(n_samples):
-            eps = torch.randn(mu.shape, generator=gen).to(mu.device, mu.dtype)
-            z = mu + torch.exp(0.5 * logvar) * eps
-            sums["distortion"] += float(squared_error(xb, model.decode(z)).sum()) / n_samples
+    per = batched_apply(per_image, x, batch_size)
     model.train(was_training)
-    out = {k: v / n for k, v in sums.items()}
+    out = {k: float(v.sum()) / x.shape[0]
+           for k, v in zip(("rate", "distortion", "distortion_mean", "mean_abs_mu"), per)}
     out["mse_per_pixel"] = out["distortion"] / x[0].numel()
     return out
 
@@ -206,7 +211,7 @@ def latent_activity(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -
     """Var over the data of each posterior mean coordinate, Var_x(E_q[z_j]): near 0 for a collapsed unit."""
     was_training = model.training
     model.eval()
-    mus = torch.cat([model.encode(x[i:i + batch_size])[0] for i in range(0, x.shape[0], batch_size)])
+    mus = batched_apply(lambda xb: model.encode(xb)[0], x, batch_size)
     model.train(was_training)
     return mus.double().var(dim=0).float().cpu()
 
@@ -219,44 +224,6 @@ def active_units(model: nn.Module, x: torch.Tensor, threshold: float = 0.01) -> 
 
 
 # ----------------------------------------------------------------------------- how good are prior samples?
-class DigitClassifier(nn.Module):
-    """A small fixed MLP classifier: a yardstick for prior samples (confidence and class spread)."""
-
-    def __init__(self, image_shape: tuple[int, ...], n_classes: int = 10, hidden: int = 256):
-        super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(image_shape), hidden), nn.ReLU(),
-                                 nn.Linear(hidden, n_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 10, batch_size: int = 128,
-                     lr: float = 1e-3, seed: int = 0) -> DigitClassifier:
-    """Train a DigitClassifier on labelled images (cross-entropy, Adam) and return it in eval mode."""
-    from .train import fit
-
-    if labels.dim() != 1:
-        raise ValueError(f"train_classifier needs class labels of shape (N,), got {tuple(labels.shape)}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        clf = DigitClassifier(tuple(images.shape[1:]), int(labels.max()) + 1).to(images.device)
-
-    def loss_fn(model, batch):
-        logits = model(batch[0])
-        return {"loss": F.cross_entropy(logits, batch[1]),
-                "acc": (logits.argmax(1) == batch[1]).float().mean()}
-
-    fit(clf, loss_fn, [images, labels], epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=False)
-    return clf.eval()
-
-
-@torch.no_grad()
-def accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of ``images`` the classifier labels correctly."""
-    return float((classifier(images).argmax(1) == labels).float().mean())
-
-
 @torch.no_grad()
 def sample_quality(classifier: nn.Module, samples: torch.Tensor, reference: torch.Tensor | None = None,
                    batch_size: int = 1000) -> dict[str, float]:
@@ -280,12 +247,10 @@ def sample_quality(classifier: nn.Module, samples: torch.Tensor, reference: torc
 @torch.no_grad()
 def nearest_neighbour_distance(samples: torch.Tensor, reference: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """For each sample, min over reference images of ‖sample − reference‖² (per image)."""
-    a = samples.flatten(1).double()
     b = reference.flatten(1).double()
-    best = []
-    for i in range(0, a.shape[0], batch_size):
-        best.append(torch.cdist(a[i:i + batch_size], b).min(dim=1).values.pow(2))
-    return torch.cat(best).float()
+    nearest = batched_apply(lambda a: torch.cdist(a, b).min(dim=1).values.pow(2), samples.flatten(1).double(),
+                            batch_size)
+    return nearest.float()
 
 
 @torch.no_grad()
@@ -343,3 +308,37 @@ def rank_correlation(a: list[float], b: list[float]) -> float:
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denom = float(ra.norm() * rb.norm())
     return float((ra * rb).sum()) / denom if denom > 0 else float("nan")
+
+
+# ----------------------------------------------------------------------------- the live widget
+def c_widget(models: dict[float, nn.Module], z_prior: torch.Tensor, device: torch.device | str = "cpu", *,
+             grid: int = 10, lim: float = 3.0) -> LiveImage:
+    """A selector over the trained c: that model's prior samples (left) and its decoder on [−lim, lim]² (right).
+
+    ``models`` maps each decoder variance c to a VAE with a 2-D latent. The first grid² rows of
+    ``z_prior`` are decoded by every model, so moving c changes only the decoder. The selector's
+    values are the c's as text ("0.0001"), which the status line shows as they are.
+    """
+    if not models:
+        raise ValueError("c_widget needs at least one trained model")
+    wrong = {c: m.latent_dim for c, m in models.items() if getattr(m, "latent_dim", 2) != 2}
+    if wrong:
+        raise ValueError(f"the latent plane needs 2-D latents; the models for c = {list(wrong)} have "
+                         f"{list(wrong.values())}")
+    if z_prior.dim() != 2 or z_prior.shape[0] < grid * grid or z_prior.shape[1] != 2:
+        raise ValueError(f"z_prior must hold at least {grid * grid} prior draws of shape N×2, "
+                         f"got {tuple(z_prior.shape)}")
+    by_label = {f"{c:g}": m for c, m in sorted(models.items())}
+    z_samples = z_prior[:grid * grid].to(device)
+    z_plane = latent_plane(2, lim, grid).to(device)
+
+    def render(c: str) -> np.ndarray:
+        decoder = by_label[c]
+        samples = tile(decoder.decode(z_samples).cpu(), nrow=grid)
+        plane = tile(decoder.decode(z_plane).cpu(), nrow=grid)
+        gap = np.ones((samples.shape[0], 8), dtype=samples.dtype)
+        return np.concatenate([samples, gap, plane], axis=1)
+
+    labels = list(by_label)
+    selector = W.SelectionSlider(options=labels, value=labels[0], description="c", continuous_update=False)
+    return LiveImage(render, {"c": selector}, scale=1, title=f"prior samples | decoder on [-{lim:g}, {lim:g}]²")
