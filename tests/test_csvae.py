@@ -8,6 +8,8 @@ import torch
 
 import vaecourse as vc
 from vaecourse import csvae as cs
+from vaecourse.losses import bernoulli_entropy, bernoulli_nll
+from vaecourse.plots import tile
 
 
 def test_prior_params_per_label_value():
@@ -17,12 +19,13 @@ def test_prior_params_per_label_value():
     assert torch.allclose(logvar.exp(), torch.tensor([[0.1, 0.1, 1, 1], [1, 1, 0.1, 0.1]]))
 
 
-def test_entropy_and_cross_entropy_closed_form():
+def test_adversary_entropy_and_cross_entropy_closed_form():
+    """The two adversarial terms (from vaecourse.losses) on N×k label logits: nats per example, summed over k."""
     logits = torch.tensor([[0.0, 0.0], [20.0, -20.0]])
-    h = cs.bernoulli_entropy(logits)
+    h = bernoulli_entropy(logits)
     assert h[0].item() == pytest.approx(2 * math.log(2), abs=1e-6)
     assert h[1].item() == pytest.approx(0.0, abs=1e-6)
-    ce = cs.label_cross_entropy(torch.zeros(1, 1), torch.ones(1, 1))
+    ce = bernoulli_nll(torch.ones(1, 1), torch.zeros(1, 1))
     assert ce.item() == pytest.approx(math.log(2), abs=1e-6)
 
 
@@ -53,7 +56,7 @@ def test_csvae_transfer_sets_changed_subspace_to_prior_mean_only():
 
 def test_bad_labels_raise_clear_error():
     model = cs.CSVAE((3,), 2, 2, 2)
-    with pytest.raises(ValueError, match="2 binary label"):
+    with pytest.raises(ValueError, match=r"N×2 binary.*got shape \(4, 3\).*data.labels\[:, columns\]"):
         model(torch.randn(4, 3), torch.zeros(4, 3))
 
 
@@ -108,3 +111,36 @@ def test_toy_csvae_separates_w_not_z():
     height, _ = cs.roll_coordinates(cs.batched_transfer(model, xt, yt, 1 - yt), scaling)
     assert ((height > 10.5) == (yt[:, 0].numpy() < 0.5)).mean() > 0.8
 
+
+
+def test_measuring_helpers_batch_in_order_and_keep_the_mode():
+    torch.manual_seed(0)
+    model = cs.CSVAE((3,), 2, 2, 2)
+    x, y = torch.randn(7, 3), torch.randint(0, 2, (7, 2)).float()
+    lat = cs.encode_all(model, x, y, batch_size=3)
+    assert model.training  # given back in the mode it was in
+    mu_z, _, mu_w, _ = model.eval().encode(x, y)
+    assert torch.allclose(lat["z"], mu_z, atol=1e-6) and torch.allclose(lat["w"], mu_w, atol=1e-6)
+    assert torch.allclose(cs.batched_transfer(model, x, y, 1 - y, batch_size=3), model.transfer(x, y, 1 - y), atol=1e-6)
+    with torch.no_grad():
+        err = float((model(x, y)["x_hat"] - x).pow(2).sum(1).mean())
+    assert cs.reconstruction_error(model, x, y, batch_size=3) == pytest.approx(err, rel=1e-5)
+
+
+def test_w_widget_moves_one_subspace_coordinate():
+    torch.manual_seed(0)
+    model = cs.CSVAE((3, 32, 32), 2, 4, 2, channels=(8, 8, 8))
+    x, y = torch.rand(3, 3, 32, 32), torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    pad = cs.w_widget(model, x, y, ["glasses", "facial_hair"], face=1)
+    assert list(pad.controls) == ["glasses[0]", "glasses[1]", "facial_hair[0]", "facial_hair[1]"]
+    before = pad.image.value
+    pad.set(**{"facial_hair[1]": 3.0})
+    assert pad.image.value != before and "facial_hair[1] = +3.00" in pad.status.value
+    # the picture decodes the face's μ_z with μ_w but for the moved coordinate (column 1·w_dim + 1)
+    with torch.no_grad():
+        mu_z, _, mu_w, _ = model.eval().encode(x[1:2], y[1:2])
+        mu_w[0, 3] = 3.0
+        expected = tile(model.decode(mu_z, mu_w))
+    assert np.allclose(pad.frame(), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="3 attribute names"):
+        cs.w_widget(model, x, y, ["a", "b", "c"])

@@ -18,18 +18,30 @@ swiss-roll toy: ``data_shape=(3,)``) and on images (``data_shape=(3, 32, 32)``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import ipywidgets as W
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .losses import gaussian_kl, gaussian_kl_between, reparameterize, squared_error
+from .batching import iterate
+from .losses import (
+    bernoulli_entropy,
+    bernoulli_nll,
+    binary_labels,
+    gaussian_kl,
+    gaussian_kl_between,
+    reparameterize,
+    squared_error,
+)
 from .nets import ConvDecoder, ConvEncoder, MLPDecoder, variance_to_logvar
+from .widgets import LiveImage
 
 Terms = dict[str, torch.Tensor]
+LABELS_FIX = "pass data.labels[:, columns] for the attributes the model was built for"  # advice on a wrong shape
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -81,28 +93,6 @@ class Adversary(nn.Module):
         return self.net(z)
 
 
-def _labels(y: torch.Tensor, n_labels: int) -> torch.Tensor:
-    """Labels as an N×k float tensor of 0/1 (a length-N vector is taken as one attribute)."""
-    y = y.float()
-    if y.dim() == 1:
-        y = y.unsqueeze(1)
-    if y.dim() != 2 or y.shape[1] != n_labels:
-        raise ValueError(f"this model was built for {n_labels} binary label(s) per example (N×{n_labels}), "
-                         f"got labels of shape {tuple(y.shape)}; pass data.labels[:, columns] for the attributes used")
-    return y
-
-
-def bernoulli_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """H(q(y|z)) in nats per example, summed over independent binary attributes (at most k·log 2)."""
-    p = torch.sigmoid(logits)
-    return (F.softplus(logits) - p * logits).sum(1)  # −p log p − (1−p) log(1−p), written stably
-
-
-def label_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """−log q(y|z) in nats per example, summed over attributes."""
-    return F.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(1)
-
-
 # ----------------------------------------------------------------------------- CVAE / CVAE-info
 class CVAE(nn.Module):
     """Conditional VAE: q(z|x, y) (or q(z|x) with ``info=True``) and p(x|z, y).
@@ -133,13 +123,13 @@ class CVAE(nn.Module):
         """(μ, log σ²) of q(z|x, y), or of q(z|x) for CVAE-info (y ignored)."""
         h = self.trunk(x)
         if not self.info:
-            h = torch.cat([h, _labels(y, self.n_labels)], 1)
+            h = torch.cat([h, binary_labels(y, self.n_labels, LABELS_FIX)], 1)
         mu, raw = self.head_z(h).chunk(2, dim=1)
         return mu, variance_to_logvar(raw)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The mean of p(x|z, y)."""
-        return self.decoder(torch.cat([z, _labels(y, self.n_labels)], 1))
+        return self.decoder(torch.cat([z, binary_labels(y, self.n_labels, LABELS_FIX)], 1))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, logvar = self.encode(x, y)
@@ -209,7 +199,7 @@ class CSVAE(nn.Module):
         """(μ_z, log σ²_z) of q(z|x) and (μ_w, log σ²_w) of q(w|x, y)."""
         h = self.trunk(x)
         mu_z, raw_z = self.head_z(h).chunk(2, dim=1)
-        mu_w, raw_w = self.head_w(torch.cat([h, _labels(y, self.n_labels)], 1)).chunk(2, dim=1)
+        mu_w, raw_w = self.head_w(torch.cat([h, binary_labels(y, self.n_labels, LABELS_FIX)], 1)).chunk(2, dim=1)
         return mu_z, variance_to_logvar(raw_z), mu_w, variance_to_logvar(raw_w)
 
     def decode(self, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -231,13 +221,13 @@ class CSVAE(nn.Module):
 
     def prior_w(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ, log σ²) of p(w|y)."""
-        return self.prior.params(_labels(y, self.n_labels), self.w_dim)
+        return self.prior.params(binary_labels(y, self.n_labels, LABELS_FIX), self.w_dim)
 
     @torch.no_grad()
     def transfer(self, x: torch.Tensor, y: torch.Tensor, y_new: torch.Tensor, sample: bool = False,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Attribute transfer: keep z and the unchanged wⱼ; set each changed wᵢ to p(wᵢ|yᵢ')'s mean (or a draw)."""
-        y, y_new = _labels(y, self.n_labels), _labels(y_new, self.n_labels)
+        y, y_new = binary_labels(y, self.n_labels, LABELS_FIX), binary_labels(y_new, self.n_labels, LABELS_FIX)
         mu_z, _, mu_w, _ = self.encode(x, y)
         p_mu, p_logvar = self.prior_w(y_new)
         target = reparameterize(p_mu, p_logvar, generator=generator) if sample else p_mu
@@ -328,7 +318,7 @@ def adversarial_step(model: nn.Module, optimizers: dict[str, torch.optim.Optimiz
                          "(use make_optimizers(model))")
 
     def step(batch: tuple[torch.Tensor, ...]) -> Terms:
-        x, y = batch[0], _labels(batch[1], model.n_labels)
+        x, y = batch[0], binary_labels(batch[1], model.n_labels, LABELS_FIX)
         terms = model_terms(model, x, y, weights)
         out = terms.pop("out")
         logged: Terms = {k: v.detach() for k, v in terms.items() if k != "loss"}
@@ -337,7 +327,7 @@ def adversarial_step(model: nn.Module, optimizers: dict[str, torch.optim.Optimiz
             z_fixed = out["z"].detach()
             for _ in range(adversary_steps):
                 logits = adversary(z_fixed)
-                adv_loss = weights.adv * label_cross_entropy(logits, y).mean()
+                adv_loss = weights.adv * bernoulli_nll(y, logits).mean()
                 opt_adv.zero_grad(set_to_none=True)
                 adv_loss.backward()
                 opt_adv.step()
@@ -351,7 +341,7 @@ def adversarial_step(model: nn.Module, optimizers: dict[str, torch.optim.Optimiz
                     loss = loss - weights.adv_enc * entropy
                     logged["entropy"] = entropy.detach()
                 else:
-                    ce = label_cross_entropy(logits, y).mean()
+                    ce = bernoulli_nll(y, logits).mean()
                     loss = loss - weights.adv_enc * ce
                     logged["enc_ce"] = ce.detach()
             finally:
@@ -367,42 +357,45 @@ def adversarial_step(model: nn.Module, optimizers: dict[str, torch.optim.Optimiz
 
 
 # ----------------------------------------------------------------------------- measuring
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Measure in eval mode (posterior means), then give the model back in the mode it was in."""
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
+def _in_order(tensors: Sequence[torch.Tensor], batch_size: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The rows of ``tensors`` in batches, in order (for measuring, not training)."""
+    return iterate(tensors, batch_size, shuffle=False)
+
+
 @torch.no_grad()
 def encode_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> dict[str, torch.Tensor]:
     """Posterior means of every latent (z, and w for CSVAE) for a whole data set, on the CPU."""
-    was = model.training
-    model.eval()
-    parts: dict[str, list[torch.Tensor]] = {}
-    for s in range(0, len(x), batch_size):
-        for k, v in model.latents(x[s:s + batch_size], y[s:s + batch_size]).items():
-            parts.setdefault(k, []).append(v.cpu())
-    model.train(was)
-    return {k: torch.cat(v) for k, v in parts.items()}
+    with _eval_mode(model):
+        parts = [{k: v.cpu() for k, v in model.latents(xb, yb).items()} for xb, yb in _in_order([x, y], batch_size)]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 @torch.no_grad()
 def batched_transfer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, y_new: torch.Tensor,
                      batch_size: int = 500, **kwargs) -> torch.Tensor:
     """``model.transfer`` over a whole data set in batches (eval mode), on the CPU."""
-    was = model.training
-    model.eval()
-    out = torch.cat([model.transfer(x[s:s + batch_size], y[s:s + batch_size], y_new[s:s + batch_size], **kwargs).cpu()
-                     for s in range(0, len(x), batch_size)])
-    model.train(was)
-    return out
+    with _eval_mode(model):
+        return torch.cat([model.transfer(xb, yb, nb, **kwargs).cpu()
+                          for xb, yb, nb in _in_order([x, y, y_new], batch_size)])
 
 
 @torch.no_grad()
 def reconstruction_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
     """Mean ‖x − x̂‖² per example with posterior means (eval mode)."""
-    was = model.training
-    model.eval()
-    total = 0.0
-    for s in range(0, len(x), batch_size):
-        xb = x[s:s + batch_size]
-        total += float(squared_error(xb, model(xb, y[s:s + batch_size])["x_hat"]).sum())
-    model.train(was)
-    return total / len(x)
+    with _eval_mode(model):
+        errors = torch.cat([squared_error(xb, model(xb, yb)["x_hat"]) for xb, yb in _in_order([x, y], batch_size)])
+    return float(errors.mean())
 
 
 def majority_rate(y_train: torch.Tensor | np.ndarray, y_test: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -469,3 +462,79 @@ def roll_coordinates(x: torch.Tensor | np.ndarray, scaling: dict[str, np.ndarray
     """(height, radius) of standardised swiss-roll points: the labelled factor and the roll position (radius ≈ t)."""
     pts = np.asarray(x, dtype=np.float64) * scaling["std"] + scaling["mean"]
     return pts[:, 1], np.hypot(pts[:, 0], pts[:, 2])
+
+
+# ----------------------------------------------------------------------------- the W pad
+def _subspace_names(model: CSVAE, attributes: Sequence[str] | None) -> list[str]:
+    names = list(attributes) if attributes is not None else [f"y{i}" for i in range(model.n_labels)]
+    if len(names) != model.n_labels:
+        raise ValueError(f"{len(names)} attribute names for a CSVAE with {model.n_labels} subspace(s)")
+    return names
+
+
+@torch.no_grad()
+def face_latents(model: CSVAE, x: torch.Tensor, y: torch.Tensor, face: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(μ_z, μ_w) of one face, each 1 × size, on the model's device (eval mode)."""
+    if not 0 <= face < len(x):
+        raise ValueError(f"face {face} is not one of the {len(x)} images given")
+    device = next(model.parameters()).device
+    with _eval_mode(model):
+        mu_z, _, mu_w, _ = model.encode(x[face:face + 1].to(device), y[face:face + 1].to(device))
+    return mu_z, mu_w
+
+
+def w_widget(model: CSVAE, x: torch.Tensor, y: torch.Tensor, attributes: Sequence[str] | None = None, *,
+             face: int = 0, lim: tuple[float, float] = (-2.0, 6.0), step: float = 0.1, scale: int = 6,
+             title: str | None = None) -> LiveImage:
+    """A pad per attribute subspace: move wᵢ of one face while z and the other subspaces stay fixed.
+
+    One FloatSlider per coordinate of each Wᵢ, named (and labelled) ``"{attribute}[{d}]"``, starting
+    at the face's posterior mean μ_w and spanning ``lim`` (the no-attribute prior is centred at 0,
+    the attribute prior at 3 in every coordinate). The picture decodes p(x | z = μ_z, w). The model
+    is put in eval mode, as a trained model predicts.
+    """
+    names = _subspace_names(model, attributes)
+    model.eval()
+    mu_z, mu_w = face_latents(model, x, y, face)
+    columns = {f"{a}[{d}]": i * model.w_dim + d for i, a in enumerate(names) for d in range(model.w_dim)}
+    controls = {name: W.FloatSlider(value=float(mu_w[0, k]), min=lim[0], max=lim[1], step=step, description=name,
+                                    continuous_update=True, readout_format="+.2f")
+                for name, k in columns.items()}
+
+    def render(**values: float) -> torch.Tensor:
+        w = mu_w.clone()
+        for name, k in columns.items():
+            w[0, k] = float(values[name])
+        return model.decode(mu_z, w).cpu()
+
+    title = title if title is not None else "CSVAE: move " + " and ".join(f"w_{a}" for a in names)
+    return LiveImage(render, controls, scale=scale, title=title)
+
+
+@torch.no_grad()
+def w_planes_figure(model: CSVAE, x: torch.Tensor, y: torch.Tensor, attributes: Sequence[str] | None = None, *,
+                    face: int = 0, values: Sequence[float] = tuple(np.linspace(-1.0, 5.0, 6))):
+    """The static counterpart of :func:`w_widget` (2-D subspaces): per attribute, one face decoded over a grid
+    of its W plane (first coordinate left to right, second bottom to top), z and the other subspaces fixed."""
+    import matplotlib.pyplot as plt
+
+    from .plots import show_images
+
+    if model.w_dim != 2:
+        raise ValueError(f"a plane per subspace needs w_dim = 2, this CSVAE has w_dim = {model.w_dim}")
+    names = _subspace_names(model, attributes)
+    model.eval()
+    mu_z, mu_w = face_latents(model, x, y, face)
+    values = [float(v) for v in values]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.2), squeeze=False)
+    for i, (ax, a) in enumerate(zip(axes[0], names)):
+        w = mu_w.repeat(len(values) ** 2, 1)
+        w[:, model.subspace(i)] = torch.tensor([[v0, v1] for v1 in values[::-1] for v0 in values], device=w.device)
+        show_images(model.decode(mu_z.expand(len(w), -1), w).cpu(), nrow=len(values), ax=ax)
+        ax.set_axis_on()
+        ax.set(xticks=[], yticks=[])
+        ax.set_xlabel(f"w_{a}[0]: {values[0]:g} → {values[-1]:g}")
+        ax.set_ylabel(f"w_{a}[1]: {values[0]:g} → {values[-1]:g} (up)")
+        ax.set_title(f"decoded over the W plane of {a}, z fixed")
+    fig.tight_layout()
+    return fig
