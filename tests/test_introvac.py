@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,14 +10,18 @@ from vaecourse import fit
 from vaecourse.introvac import (
     VAC,
     Betas,
+    edit_widget,
     energy,
+    first_plain_face,
     introvac_optimizers,
     introvac_step,
     langevin_sample,
+    langevin_widget,
     vac_loss,
     vac_terms,
 )
 from vaecourse.nets import MLPDecoder, MLPEncoder
+from vaecourse.plots import tile
 
 
 def toy(n=256, seed=0):
@@ -72,7 +77,7 @@ def test_vac_learns_the_attribute_and_reconstructs():
 
 def test_labels_are_checked():
     model = make()
-    with pytest.raises(ValueError, match="N×1"):
+    with pytest.raises(ValueError, match="N×1.*n_attributes matching"):
         vac_terms(model, torch.rand(4, 1, 4, 4), torch.zeros(4, 2))
     with pytest.raises(ValueError, match="fake_logit=True"):
         introvac_optimizers(model)
@@ -151,3 +156,50 @@ def test_introspective_copy_keeps_attribute_logits():
     assert torch.allclose(intro.class_logits(z), model.class_logits(z))
     assert torch.allclose(intro.classifier(z)[:, -1], torch.zeros(5))
     assert intro.encoder is not model.encoder
+
+
+def test_edit_widget_decodes_original_reconstruction_and_edit():
+    x, y = toy(12)
+    models = {"VAC": make(latent=3, seed=1), "IntroVAC": make(latent=3, seed=2).introspective_copy()}
+    w = edit_widget(models, x, y)
+    assert w.controls["image"].value == first_plain_face(y) and w.controls["model"].value == "IntroVAC"
+    before = w.image.value
+    w.set(top=3.0)
+    assert w.image.value != before
+    assert "top = +3.00" in w.status.value and "model = IntroVAC" in w.status.value
+    # the picture is x, G(μ), G(μ + 3·w/|w|) of the chosen face and model
+    w.set(image=5, model="VAC")
+    m = models["VAC"]
+    with torch.no_grad():
+        mu = m.encode(x[5:6])[0]
+        expected = tile(torch.cat([x[5:6], m.decode(mu), m.decode(mu + 3.0 * m.directions()[0])]), 3)
+    assert np.allclose(w.frame(), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="no attribute 'smile'"):
+        edit_widget(models, x, attributes=["smile"])
+
+
+def test_langevin_widget_pages_through_chains_run_once():
+    model = make(latent=3).introspective_copy()
+    w = langevin_widget(model, steps=20, alpha=0.01, n=6, shown=4, seed=7)
+    # the chains ran when the widget was built: the sampler's chains with the generator seeded seed
+    res = langevin_sample(model, {"top": 1}, n=6, steps=20, alpha=0.01, generator=torch.Generator().manual_seed(7))
+    z = res.z[res.accepted] if res.accepted.any() else res.z
+    with torch.no_grad():
+        assert np.allclose(w.frame(), tile(model.decode(z[torch.arange(4) % len(z)]), 4), atol=1e-6)
+    first = w.image.value
+    w.button.click()
+    assert w.controls["draws"].value == 1 and "draws = 1" in w.status.value and "attribute = top" in w.status.value
+    # draw 1 is the next page of the pool, wrapping round to its start
+    with torch.no_grad():
+        expected = model.decode(z[torch.arange(4, 8) % len(z)])
+    assert np.allclose(w.frame(), tile(expected, 4), atol=1e-6)
+    if len(z) > 4:
+        assert w.image.value != first
+    # a pool given by the notebook is used as it is, and one missing an attribute is a clear error
+    given = torch.randn(5, 3)
+    w = langevin_widget(model, {"top": given}, shown=2)
+    w.button.click()
+    with torch.no_grad():
+        assert np.allclose(w.frame(), tile(model.decode(given[2:4]), 2), atol=1e-6)
+    with pytest.raises(ValueError, match="pool"):
+        langevin_widget(model, {"other": given})

@@ -23,13 +23,16 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import ipywidgets as W
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .losses import gaussian_kl, reparameterize
+from .losses import binary_labels, gaussian_kl, reparameterize
+from .widgets import LiveImage
 
 Terms = dict[str, torch.Tensor]
+LABELS_FIX = "build the VAC with n_attributes matching the data set's classes"  # the advice a wrong label shape gets
 
 
 @dataclass(frozen=True)
@@ -130,12 +133,6 @@ class VAC(nn.Module):
         return z + d @ u
 
     @torch.no_grad()
-    def edit(self, x: torch.Tensor, deltas: dict[str | int, float] | torch.Tensor) -> torch.Tensor:
-        """Encode x (posterior mean), move along the attribute normals by ``deltas``, decode."""
-        mu, _ = self.encode(x)
-        return self.decode(self.edit_latent(mu, deltas))
-
-    @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decode the posterior mean (the middle image of the paper's triplets)."""
         return self.decode(self.encode(x)[0])
@@ -167,17 +164,6 @@ class VAC(nn.Module):
         return other
 
 
-def check_labels(y: torch.Tensor, model: VAC) -> torch.Tensor:
-    """Binary attribute labels as float N × attributes (a 1-D label becomes one column)."""
-    y = y.float()
-    if y.dim() == 1:
-        y = y[:, None]
-    if y.dim() != 2 or y.shape[1] != model.n_attributes:
-        raise ValueError(f"labels must be N×{model.n_attributes} binary attributes, got shape {tuple(y.shape)}; "
-                         "build the VAC with n_attributes matching the data set's classes")
-    return y
-
-
 def l1_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """Mean absolute error per pixel, per example: IntroVAC's L_AE (L1 gives sharper images than MSE)."""
     return (x - x_hat).abs().flatten(1).mean(1)
@@ -199,7 +185,7 @@ def vac_terms(model: VAC, x: torch.Tensor, y: torch.Tensor, betas: Betas = PAPER
     With a fake logit (IntroVAC) real images also teach it "real" (target 0), as the classifier's
     extra class must be told what real looks like.
     """
-    y = check_labels(y, model)
+    y = binary_labels(y, model.n_attributes, LABELS_FIX)
     mu, logvar = model.encode(x)
     z = reparameterize(mu, logvar) if model.training else mu
     x_hat = model.decode(z)
@@ -256,7 +242,7 @@ def introvac_step(model: VAC, optimizers: dict[str, torch.optim.Optimizer], beta
     dec_params = [p for p in model.decoder.parameters() if p.requires_grad]
 
     def step(batch: tuple[torch.Tensor, ...]) -> Terms:
-        x, y = batch[0], check_labels(batch[1], model)
+        x, y = batch[0], binary_labels(batch[1], model.n_attributes, LABELS_FIX)
         opt_ec.zero_grad(set_to_none=True)
         opt_dec.zero_grad(set_to_none=True)
         # ---- step 1: encoder + classifier
@@ -363,3 +349,103 @@ def langevin_sample(model: VAC, target: dict[str | int, int] | Sequence[float] |
         pred = (model.class_logits(z) > 0).float()
         accepted = ((pred == y) | (mask == 0)).all(dim=1)
     return LangevinResult(z, accepted, torch.stack(trace).tolist() if trace else [])
+
+
+# ----------------------------------------------------------------------------- live widgets
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _check_attributes(models: dict[str, VAC], attributes: Sequence[str] | None) -> list[str]:
+    """The attributes to put on sliders (default: the first model's), each one every model classifies."""
+    if not models:
+        raise ValueError("give at least one model to edit with: edit_widget({'VAC': vac}, x)")
+    names = list(attributes) if attributes is not None else list(next(iter(models.values())).attribute_names)
+    for label, m in models.items():
+        missing = [a for a in names if a not in m.attribute_names]
+        if missing:
+            raise ValueError(f"model {label!r} has no attribute {missing[0]!r}; it classifies "
+                             f"{', '.join(m.attribute_names)}")
+    return names
+
+
+def first_plain_face(y: torch.Tensor) -> int:
+    """Index of the first face with none of the attributes (0 if every face has one)."""
+    plain = torch.nonzero((y == 0).all(dim=1))
+    return int(plain[0]) if len(plain) else 0
+
+
+def edit_widget(models: dict[str, VAC], x: torch.Tensor, y: torch.Tensor | None = None, *,
+                attributes: Sequence[str] | None = None, face: int | None = None, lim: float = 6.0,
+                step: float = 0.25, scale: int = 4, title: str = "original · reconstruction · edit") -> LiveImage:
+    """The attribute editor of lesson 06: a test face, a model, and a slider δₐ per attribute.
+
+    Controls: ``image`` (IntSlider "test face", an index into ``x``), ``model`` (Dropdown over the
+    names of ``models``; starts on the last one) and one FloatSlider per attribute (δ in ±``lim``).
+    The picture is original · reconstruction · edit, where the edit decodes μ(x) + Σₐ δₐ·wₐ/‖wₐ‖
+    (:meth:`VAC.edit_latent`). It starts on ``face``, else (given labels ``y``) on the first face
+    with none of the attributes, else on face 0. The models are put in eval mode: a widget shows
+    what a trained model predicts (posterior means, BatchNorm's running statistics).
+    """
+    names = _check_attributes(models, attributes)
+    if face is None:
+        face = first_plain_face(y) if y is not None else 0
+    if not 0 <= face < len(x):
+        raise ValueError(f"face {face} is not one of the {len(x)} images given")
+    for m in models.values():
+        m.eval()
+    controls = {"image": W.IntSlider(value=face, min=0, max=len(x) - 1, description="test face"),
+                "model": W.Dropdown(options=list(models), value=list(models)[-1], description="model")}
+    for a in names:
+        controls[a] = W.FloatSlider(value=0.0, min=-lim, max=lim, step=step, description=a, readout_format="+.2f")
+
+    def render(image: int, model: str, **deltas: float) -> torch.Tensor:
+        m = models[model]
+        original = x[image:image + 1].to(_device_of(m))
+        mu = m.encode(original)[0]
+        return torch.cat([original, m.decode(mu), m.decode(m.edit_latent(mu, deltas))]).cpu()
+
+    return LiveImage(render, controls, scale=scale, nrow=3, title=title)
+
+
+def langevin_widget(model: VAC, pool: dict[str, torch.Tensor] | None = None, *,
+                    attributes: Sequence[str] | None = None, steps: int = 5000, alpha: float = 2e-4, n: int = 64,
+                    shown: int = 8, seed: int = 0, scale: int = 3,
+                    title: str = "Langevin samples (IntroVAC)") -> LiveImage:
+    """Decoded Langevin samples of p(z | attribute = 1): choose the attribute, press the button for the next ones.
+
+    The chains run once, when the widget is built, not on each press: 5000 steps of ``n`` chains
+    take seconds on a CPU, far beyond a live redraw, while decoding ``shown`` latents takes
+    milliseconds. ``pool`` gives the latents per attribute (e.g. the accepted states of chains
+    the notebook already ran); without it, ``n`` chains of :func:`langevin_sample` run per
+    attribute (generator seeded ``seed``) and the states the classifier accepts are kept (all
+    last states where it accepts none). Controls: ``attribute`` (Dropdown "with") and ``draws``
+    (a read-only IntText "draw #" that the button "draw Langevin samples", ``widget.button``,
+    counts up); draw k shows latents k·shown … (k+1)·shown − 1 of the attribute's pool, cycling.
+    """
+    names = _check_attributes({"model": model}, attributes)
+    model.eval()
+    if pool is None:
+        pool = {}
+        for name in names:
+            res = langevin_sample(model, {name: 1}, n=n, steps=steps, alpha=alpha,
+                                  generator=torch.Generator().manual_seed(seed))
+            pool[name] = res.z[res.accepted] if res.accepted.any() else res.z
+    missing = [a for a in names if a not in pool or len(pool[a]) == 0]
+    if missing:
+        raise ValueError(f"no Langevin latents for {missing}; pass pool={{attribute: z}} for every attribute, "
+                         "or leave pool out to run the chains here")
+    controls = {"attribute": W.Dropdown(options=names, value=names[0], description="with"),
+                "draws": W.IntText(value=0, description="draw #", disabled=True)}
+
+    def render(attribute: str, draws: int) -> torch.Tensor:
+        z = pool[attribute]
+        rows = (torch.arange(shown) + draws * shown) % len(z)  # the next page of the pool, wrapping round
+        return model.decode(z[rows].to(next(model.parameters()).device)).cpu()
+
+    sampler = LiveImage(render, controls, scale=scale, nrow=shown, title=title)
+    button = W.Button(description="draw Langevin samples")
+    button.on_click(lambda _: setattr(controls["draws"], "value", controls["draws"].value + 1))
+    sampler.button = button
+    sampler.widget = W.VBox([button, sampler.widget])
+    return sampler
