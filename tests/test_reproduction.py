@@ -40,3 +40,24 @@ def test_readme_is_rewritten_between_markers_and_checked(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         update_readme(readme, results)
+
+
+def test_notebook_minutes_follow_the_cpu_results(tmp_path):
+    readme = tmp_path / "README.md"
+    row = "| 03 | [c and β](notebooks/03_c_and_beta.ipynb) | the decoder variance | 6.0 | [![Open](badge)](link) |"
+    other = "| 04 | [GECO](notebooks/04_geco.ipynb) | no results file | 3.6 | [![Open](badge)](link) |"
+    escaped = "| 06 | [VAC](notebooks/06_vac.ipynb) | sampling p(z\\|y) | 6.0 | [![Open](badge)](link) |"
+    readme.write_text(f"{row}\n{other}\n{escaped}\n{START}\n{END}\n")
+    results = tmp_path / "results"
+    results.mkdir()
+    write(results, "03_c_and_beta", "cpu", [], seconds=75.0)
+    write(results, "06_vac", "cpu", [], seconds=135.0)
+    assert main(["--results", str(results), "--readme", str(readme), "--check"]) == 1
+    update_readme(readme, results)
+    lines = readme.read_text().splitlines()
+    assert lines[0] == row.replace("| 6.0 |", "| 1.2 |") and lines[1] == other
+    assert lines[2] == escaped.replace("| 6.0 |", "| 2.2 |")
+
+
+def test_the_committed_readme_matches_the_committed_results():
+    assert main(["--check"]) == 0, "run python -m vaecourse.reproduction and commit README.md"

@@ -3,6 +3,9 @@
     python -m vaecourse.reproduction            # rewrite the table in README.md
     python -m vaecourse.reproduction --check    # exit 1 if README.md is out of date
 
+It also keeps the minutes column of the README's notebook table equal to the committed ``cpu``
+runs (``results/<notebook>.cpu.json``).
+
 For each lesson it takes the largest profile that has a results file (full, then cpu, then smoke)
 and lists each ``lesson.reproduce(...)`` row: the source's number next to ours, with the profile,
 device, data source and minutes of that run. Rows from a profile below ``full`` are marked as such.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -62,14 +66,42 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(readme: Path, results_folder: Path) -> bool:
-    """Rewrite the table between the markers; True if the file changed."""
-    text = readme.read_text()
+# a row of the notebook table: | 01 | [The ELBO](notebooks/01_elbo.ipynb) | what you learn | minutes | badge |
+# (a cell's text may hold an escaped bar, "\|")
+NOTEBOOK_ROW = re.compile(r"^(\| [0-9a-z]+ \| \[[^\]]+\]\(notebooks/(?P<nb>[^)]+)\.ipynb\) \|(?:[^|\\]|\\.)*\| )"
+                          r"(?P<minutes>[^|]*?)( \|.*)$")
+
+
+def with_cpu_minutes(text: str, results_folder: Path) -> str:
+    """``text`` with each notebook row's minutes set from its ``cpu`` results file (rows without one are kept)."""
+    lines = []
+    for line in text.split("\n"):
+        m = NOTEBOOK_ROW.match(line)
+        path = results_folder / f"{m['nb']}.cpu.json" if m else None
+        if m and path.is_file():
+            seconds = json.loads(path.read_text()).get("seconds")
+            if seconds is not None:
+                line = f"{m.group(1)}{seconds / 60:.1f}{m.group(4)}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def readme_text(text: str, results_folder: Path) -> str:
+    """The README with the reproduction table and the notebook minutes rebuilt from ``results_folder``."""
     if START not in text or END not in text:
-        raise ValueError(f"{readme} has no {START} ... {END} markers for the table")
+        raise ValueError(f"the README has no {START} ... {END} markers for the table")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    new = f"{head}{START}\n{table(best_results(results_folder))}\n{END}{tail}"
+    return with_cpu_minutes(f"{head}{START}\n{table(best_results(results_folder))}\n{END}{tail}", results_folder)
+
+
+def update_readme(readme: Path, results_folder: Path) -> bool:
+    """Rewrite the table between the markers and the notebook minutes; True if the file changed."""
+    text = readme.read_text()
+    try:
+        new = readme_text(text, results_folder)
+    except ValueError as err:
+        raise ValueError(f"{readme}: {err}") from None
     if new != text:
         readme.write_text(new)
         return True
@@ -84,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check:
         text = args.readme.read_text()
-        current = text.split(START, 1)[1].split(END, 1)[0].strip()
-        ok = current == table(best_results(args.results)).strip()
-        print("README reproduction table is up to date" if ok else "README reproduction table is out of date")
+        ok = readme_text(text, args.results) == text
+        print("README reproduction table and minutes are up to date" if ok else
+              "README reproduction table or minutes are out of date: run python -m vaecourse.reproduction")
         return 0 if ok else 1
     changed = update_readme(args.readme, args.results)
     print("README.md updated" if changed else "README.md already up to date")
