@@ -60,3 +60,20 @@ def test_results_accept_numpy_and_torch_values(tmp_path, monkeypatch):
         lesson.check("a number that misses", 1.0, below=0.5)
     assert json.loads((tmp_path / "00_test.smoke.json").read_text())["checks"][-1]["passed"] is False
     assert vc.widgets.latent_sliders and vc.plots.show_images  # reachable from the top-level import
+
+
+def test_a_rehearsal_reports_missed_checks_and_anything_else_raises(tmp_path, monkeypatch, capsys):
+    import vaecourse as vc
+
+    monkeypatch.setenv("VAECOURSE_RESULTS", str(tmp_path))
+    lesson = vc.start_lesson("00_test", profile="full", device="cpu")
+    monkeypatch.setenv("VAECOURSE_CHECKS", "report")
+    lesson.check("a number that misses", 1.0, below=0.5)  # printed and recorded, the run goes on
+    assert "[FAIL] a number that misses" in capsys.readouterr().out
+    assert lesson.checks[-1]["passed"] is False
+    monkeypatch.setenv("VAECOURSE_CHECKS", "raise")
+    with pytest.raises(vc.CheckFailed):
+        lesson.check("a number that misses", 1.0, below=0.5)
+    monkeypatch.setenv("VAECOURSE_CHECKS", "warn")
+    with pytest.raises(ValueError, match="'raise' or 'report'"):
+        lesson.check("a number that misses", 1.0, below=0.5)

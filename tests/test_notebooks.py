@@ -140,3 +140,24 @@ def test_clean_drops_injected_parameters_and_widget_state(tmp_path):
 def test_course_runner_rejects_unknown_notebook():
     with pytest.raises(SystemExit, match="no notebook matches"):
         run_course(["--profile", "smoke", "--only", "99_nothing"])
+
+
+def test_rehearsal_parameters_are_each_notebooks_own():
+    from vaecourse.run_course import REHEARSAL
+
+    assert set(REHEARSAL) == {p.stem for p in NOTEBOOKS}, "every notebook needs a rehearsal size in REHEARSAL"
+    for path in NOTEBOOKS:
+        params = next(c.source for c in read(path).cells if "parameters" in c.metadata.get("tags", []))
+        names = set(re.findall(r"^([A-Z_][A-Z0-9_]*)\s*=", params, flags=re.M))
+        unknown = set(REHEARSAL[path.stem]) - names
+        assert not unknown, f"{path.name} has no parameter(s) {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(path: Path):
+    # papermill cannot parse a parameter whose comment holds "=" and then warns "Passed unknown parameter"
+    import papermill
+
+    params = next(c.source for c in read(path).cells if "parameters" in c.metadata.get("tags", []))
+    assigned = set(re.findall(r"^([A-Z_][A-Z0-9_]*)\s*=", params, flags=re.M))
+    assert set(papermill.inspect_notebook(str(path))) == assigned

@@ -30,6 +30,18 @@ class CheckFailed(AssertionError):
     """A lesson's number missed its threshold for the profile."""
 
 
+def checks_are_reported_only() -> bool:
+    """True under ``VAECOURSE_CHECKS=report``: missed checks are printed and recorded but do not stop the run.
+
+    Only for rehearsals (``run_course --rehearse``: the full profile's code at a toy size, where the
+    full profile's thresholds cannot hold); any other value, or none, raises as usual.
+    """
+    mode = os.environ.get("VAECOURSE_CHECKS", "raise")
+    if mode not in ("raise", "report"):
+        raise ValueError(f"VAECOURSE_CHECKS must be 'raise' or 'report', got {mode!r}")
+    return mode == "report"
+
+
 def results_dir() -> Path:
     """Where results files go: ``VAECOURSE_RESULTS`` or the repository's ``results/``."""
     return Path(os.environ.get("VAECOURSE_RESULTS", REPO_ROOT / "results"))
@@ -107,7 +119,9 @@ class Lesson:
         self.checks.append({"name": name, "value": value, "rule": " and ".join(rule), "passed": bool(ok)})
         status = "ok  " if ok else "FAIL"
         print(f"[{status}] {name}: {value:.4g} (want {' and '.join(rule)}, profile {self.profile})")
-        if not ok:
+        if not ok and checks_are_reported_only():
+            print("       (VAECOURSE_CHECKS=report: a rehearsal run goes on past a missed check)")
+        elif not ok:
             self.save()
             raise CheckFailed(f"{self.notebook}: {name} = {value:.6g}, wanted {' and '.join(rule)} "
                               f"in the {self.profile} profile")

@@ -4,7 +4,15 @@
     python -m vaecourse.run_course --clean notebooks/02_ae_vs_vae.ipynb   # before committing one
 
 writes each executed notebook and its results file (``results/<notebook>.<profile>.json``) under
-``--out``; this is what a GPU session runs for the README's reproduction table. Any notebook
+``--out``; this is what a GPU session runs for the README's reproduction table (then copy
+``<out>/results/*.full.json`` into ``results/`` and run ``python -m vaecourse.reproduction``).
+
+    python -m vaecourse.run_course --rehearse
+
+runs the ``full`` profile's code paths (its architectures, image sizes, data sets and oracle) at a
+toy size on any machine: every notebook with the ``REHEARSAL`` parameters, checks reported rather
+than raised (the full thresholds cannot hold after one epoch), into ``executed/rehearsal``. It
+finds what would break before a GPU's time is spent on the real run. Any notebook
 parameter can be set with ``-p NAME VALUE`` (values are parsed as Python literals when they can be).
 """
 
@@ -33,6 +41,23 @@ def course_notebooks(select: list[str] | None = None) -> list[Path]:
             raise SystemExit(f"no notebook matches {select}; the course has: {', '.join(p.stem for p in books)}")
         return chosen
     return books
+
+
+# Per notebook: the parameters that shrink the full profile to minutes on a CPU, keeping its code paths
+# (architectures, image sizes, data sets). Every name must be in that notebook's parameters cell (tested).
+REHEARSAL: dict[str, dict[str, object]] = {
+    "01_elbo": {"EPOCHS": 1, "N_TRAIN": 512, "MC_SAMPLES": 2000, "GRAD_REPEATS": 20, "DIGITS_EPOCHS": 1},
+    "02_ae_vs_vae": {"EPOCHS": 1, "MNIST_LIMIT": 1000, "FASHION_LIMIT": 1000, "FASHION_EPOCHS": 1, "CNN_EPOCHS": 1,
+                     "CNN_LIMIT": 500, "SWEEP_EPOCHS": 1},
+    "03_c_and_beta": {"EPOCHS": 1, "AU_EPOCHS": 1, "N_TRAIN": 1000},
+    "04_geco": {"EPOCHS": 1, "N_TRAIN": 1000, "N_TEST": 500},
+    "04b_fixed_points": {"GRID": 21, "N_BETAS": 12, "MAX_ITER": 50, "TOY_EPOCHS": 1},
+    "05_ccvae": {"EPOCHS": 1, "JUDGE_EPOCHS": 1, "FMNIST_TRAIN": 1000, "FMNIST_EPOCHS": 1, "FACES_TRAIN": 500,
+                 "FACES_EPOCHS": 1},
+    "06_vac_introvac": {"EPOCHS": 1, "INTRO_EPOCHS": 1, "TOY_EPOCHS": 1, "N_TRAIN": 256, "N_TEST": 128,
+                        "LANGEVIN_STEPS": 20},
+    "07_csvae": {"EPOCHS": 1, "TOY_EPOCHS": 1, "TOY_N": 500, "N_TRAIN": 256, "N_TEST": 128},
+}
 
 
 def clean_notebook(path: Path) -> bool:
@@ -82,6 +107,33 @@ def run_notebook(path: Path, out_dir: Path, profile: str, parameters: dict | Non
     return {"notebook": path.stem, "profile": profile, "seconds": round(time.perf_counter() - t0, 1), "status": status}
 
 
+def rehearse(select: list[str] | None, out: Path, timeout: int | None = None) -> int:
+    """Run the chosen notebooks at profile full with their REHEARSAL parameters; report checks instead of raising."""
+    before = os.environ.get("VAECOURSE_CHECKS")
+    os.environ["VAECOURSE_CHECKS"] = "report"
+    summary = []
+    try:
+        for nb in course_notebooks(select):
+            print(f"rehearsing {nb.name} (full profile, {REHEARSAL.get(nb.stem, {})}) ...", flush=True)
+            row = run_notebook(nb, out, "full", REHEARSAL.get(nb.stem, {}), timeout)
+            results = out / "results" / f"{nb.stem}.full.json"
+            if results.is_file():
+                checks = json.loads(results.read_text()).get("checks", [])
+                row["checks_missed"] = [c["name"] for c in checks if not c["passed"]]
+            print(f"  {row['status']} in {row['seconds']} s", flush=True)
+            summary.append(row)
+    finally:
+        if before is None:
+            os.environ.pop("VAECOURSE_CHECKS", None)
+        else:
+            os.environ["VAECOURSE_CHECKS"] = before
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    failed = [r for r in summary if r["status"] != "ok"]
+    print(f"{len(summary) - len(failed)}/{len(summary)} notebooks ran through at the full profile's code paths; "
+          f"executed copies in {out} (missed checks are expected at this size)")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=PROFILES, help="the size every notebook runs at")
@@ -93,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
                         help="set a notebook parameter in every notebook")
     parser.add_argument("--timeout", type=int, default=None, help="seconds a cell may run")
+    parser.add_argument("--rehearse", action="store_true",
+                        help="the full profile's code at a toy size, checks reported not raised (see above)")
     args = parser.parse_args(argv)
+    if args.rehearse:
+        return rehearse(args.only, args.out or REPO_ROOT / "executed" / "rehearsal", args.timeout)
     if args.clean:
         for path in args.clean:
             print(f"{path}: {'cleaned' if clean_notebook(path) else 'already clean'}")
