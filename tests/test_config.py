@@ -77,3 +77,16 @@ def test_a_rehearsal_reports_missed_checks_and_anything_else_raises(tmp_path, mo
     monkeypatch.setenv("VAECOURSE_CHECKS", "warn")
     with pytest.raises(ValueError, match="'raise' or 'report'"):
         lesson.check("a number that misses", 1.0, below=0.5)
+
+
+def test_results_name_the_data_source_even_when_the_lesson_describes_its_data(tmp_path, monkeypatch):
+    import json
+
+    import vaecourse as vc
+
+    monkeypatch.setenv("VAECOURSE_RESULTS", str(tmp_path))
+    lesson = vc.start_lesson("00_test", profile="smoke", device="cpu")
+    digits = vc.load_dataset("digits", "train", limit=100)
+    lesson.note(data=digits.describe())
+    saved = json.loads(lesson.finish().read_text())
+    assert saved["notes"]["data"] == digits.describe() and saved["notes"]["data_source"].startswith("digits")

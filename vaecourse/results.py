@@ -134,8 +134,9 @@ class Lesson:
     def save(self) -> Path:
         """Write the results file atomically and return its path."""
         loaded = list(dict.fromkeys(LOADED[self.first_loaded:]))
-        if loaded and "data" not in self.notes:
-            self.notes["data"] = loaded
+        if loaded:
+            # a lesson may describe its data in its own words (notes["data"]); the source column is always filled
+            self.notes.setdefault("data", loaded)
             names = sorted({entry.split(" ")[0] + (" (subset)" if ", subset)" in entry else "") for entry in loaded})
             self.notes.setdefault("data_source", ", ".join(names))
         out = results_dir()
