@@ -444,7 +444,7 @@ def langevin_widget(model: VAC, pool: dict[str, torch.Tensor] | None = None, *,
         return model.decode(z[rows].to(next(model.parameters()).device)).cpu()
 
     sampler = LiveImage(render, controls, scale=scale, nrow=shown, title=title)
-    button = W.Button(description="draw Langevin samples")
+    button = W.Button(description="draw Langevin samples", layout=W.Layout(width="auto"))  # the whole label shows
     button.on_click(lambda _: setattr(controls["draws"], "value", controls["draws"].value + 1))
     sampler.button = button
     sampler.widget = W.VBox([button, sampler.widget])
