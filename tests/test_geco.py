@@ -75,6 +75,28 @@ def test_geco_moves_lambda_the_right_way_and_evaluate_does_not():
     assert tight.lam == lam and tight.t == 5
 
 
+def test_lambda_starts_at_one_as_in_the_paper_and_reset_returns_there():
+    g = GECO(kappa=1.0)                        # Algorithm 1: "Initialize λ = 1"
+    assert g.lam == 1.0 and g.c_ma is None and g.t == 0
+    g.observe(5.0)
+    g.update_lambda()
+    assert g.lam > 1.0
+    g.reset()
+    assert g.lam == 1.0 and g.c_ma is None and g.t == 0
+
+
+def test_warmup_holds_lambda_then_restarts_the_average():
+    x = torch.zeros(8, 1, 2, 2)
+    g = GECO(kappa=1.0, eta=0.01, lambda0=2.0, warmup=3)
+    early, late = _Fixed(100.0).train(), _Fixed(4.0).train()   # an untrained net's error, then a trained one's
+    used = [float(g(early, (x,))["lambda"]) for _ in range(3)]
+    assert used == [2.0, 2.0, 2.0] and g.lam == 2.0           # held at λ₀ during the warm-up
+    assert g.c_ma == pytest.approx(99.0, rel=1e-5)             # the average saw the large error ...
+    t = g(late, (x,))
+    assert float(t["c_ma"]) == pytest.approx(3.0, rel=1e-5)    # ... and forgets it when λ starts moving
+    assert g.lam == pytest.approx(2.0 * math.exp(0.01 * 3.0))  # the first update uses the restarted average
+
+
 def test_bad_settings_raise():
     with pytest.raises(ValueError):
         GECO(kappa=0.0)

@@ -4,7 +4,8 @@ Rezende & Viola 2018 ("Taming VAEs", Algorithm 1) turn the VAE into the constrai
 
     min KL(q(z|x) ‖ π(z))   subject to   E[C(x, g(z))] ≤ 0,   C = ‖x − g(z)‖² − κ²,
 
-and optimise its Lagrangian L = KL + λ·C. Each training step
+and optimise its Lagrangian L = KL + λ·C. λ starts at λ₀ = 1 (Algorithm 1: "Initialize λ = 1").
+Each training step
   1. computes the batch constraint Cᵗ (mean over the batch),
   2. updates its moving average C_maᵗ = α·C_maᵗ⁻¹ + (1 − α)·Cᵗ (C_ma⁰ = C⁰),
   3. uses Ĉ = Cᵗ + stop_gradient(C_maᵗ − Cᵗ): its *value* is the smooth average, its *gradient*
@@ -47,7 +48,7 @@ class GECO:
 
     ``kappa`` is the tolerance on the per-image squared error (κ² in the same units as
     ``squared_error``). ``eta`` is the λ rate per unit of constraint (1 / squared-error units),
-    ``alpha`` the moving average's memory, ``lambda0`` the start value of λ, ``warmup`` a number
+    ``alpha`` the moving average's memory, ``lambda0`` the start value of λ (1, the paper's), ``warmup`` a number
     of first steps during which λ stays at λ₀; the average restarts (C_ma = Cᵗ) when λ starts to move,
     so it does not carry the untrained net's huge error into the first λ updates. λ is updated only in
     training mode with autograd on, so ``vc.evaluate`` reads the objective without changing it.
