@@ -277,6 +277,7 @@ def test_every_lesson_widget_in_the_browser(browser, lab, artifacts, gallery):
         assert {"FloatSlider", "IntSlider", "SelectionSlider", "ToggleButtons", "Dropdown", "button"} <= kinds, kinds
     except Exception:
         page.screenshot(path=str(artifacts / "widgets_failure.png"), full_page=True)
+        print(f"screenshots before, after and at the failure: {artifacts}")
         raise
     finally:
         page.close()
@@ -304,6 +305,7 @@ def test_a_lesson_end_to_end_in_the_browser(browser, lab, artifacts):
               f"round trip {timings[0]:.0f} ms")
     except Exception:
         page.screenshot(path=str(artifacts / "lesson_failure.png"))
+        print(f"screenshots before, after and at the failure: {artifacts}")
         raise
     finally:
         page.close()
