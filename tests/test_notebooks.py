@@ -89,9 +89,11 @@ def test_colab_install_cell(path: Path):
     assert "torch" not in line.replace("vaecourse", ""), "never force another torch on Colab"
 
 
-def test_course_runner_injects_parameters(tmp_path):
+def test_course_runner_injects_parameters(tmp_path, monkeypatch):
     first = NOTEBOOKS[0]
-    code = run_course(["--profile", "smoke", "--only", first.stem, "--out", str(tmp_path), "-p", "SEED", "7"])
+    # a relative --out, as a reader types it: the results must land there, not under notebooks/ (the kernel's cwd)
+    monkeypatch.chdir(tmp_path.parent)
+    code = run_course(["--profile", "smoke", "--only", first.stem, "--out", tmp_path.name, "-p", "SEED", "7"])
     assert code == 0
     results = json.loads((tmp_path / "results" / f"{first.stem}.smoke.json").read_text())
     assert results["seed"] == 7 and results["profile"] == "smoke"

@@ -88,6 +88,7 @@ def run_notebook(path: Path, out_dir: Path, profile: str, parameters: dict | Non
     """Execute one notebook with papermill at ``profile``; returns a summary with seconds and status."""
     import papermill
 
+    out_dir = Path(out_dir).resolve()  # the kernel runs in notebooks/: a relative folder would land there
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"PROFILE": profile, **(parameters or {})}
     env_before = os.environ.get("VAECOURSE_RESULTS")
