@@ -68,7 +68,7 @@ def test_a_rehearsal_reports_missed_checks_and_anything_else_raises(tmp_path, mo
     monkeypatch.setenv("VAECOURSE_RESULTS", str(tmp_path))
     lesson = vc.start_lesson("00_test", profile="full", device="cpu")
     monkeypatch.setenv("VAECOURSE_CHECKS", "report")
-    lesson.check("a number that misses", 1.0, below=0.5)  # printed and recorded, the run goes on
+    assert lesson.check("a number that misses", 1.0, below=0.5) is None  # printed and recorded, the run goes on
     assert "[FAIL] a number that misses" in capsys.readouterr().out
     assert lesson.checks[-1]["passed"] is False
     monkeypatch.setenv("VAECOURSE_CHECKS", "raise")

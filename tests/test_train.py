@@ -142,3 +142,18 @@ def test_bad_loss_parameters():
         vae_loss(c=0)
     with pytest.raises(ValueError, match="non-negative"):
         vae_loss(beta=-1)
+
+
+def test_model_mode_gives_the_model_back_in_its_mode_even_after_an_error():
+    from vaecourse.train import model_mode
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+    net.train()
+    with pytest.raises(RuntimeError), model_mode(net, training=False):
+        assert not net.training
+        raise RuntimeError("a measurement that fails")
+    assert net.training
+    net.eval()
+    with model_mode(net, training=True):
+        assert net.training
+    assert not net.training

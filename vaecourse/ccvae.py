@@ -43,7 +43,7 @@ from .losses import (
     squared_error,
 )
 from .nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
-from .train import History, fit
+from .train import History, fit, model_mode
 from .widgets import LiveImage
 
 LABEL_KINDS = ("categorical", "binary")
@@ -199,16 +199,12 @@ class CCVAE(nn.Module):
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """Labels from q(y|z_c) at the posterior mean of z_c: class indices, or 0/1 attributes."""
-        was = self.training
-        self.eval()
-
         def one(xb: torch.Tensor) -> torch.Tensor:
             lg = self.logits(self.split(self.encode(xb)[0])[0])
             return lg.argmax(1) if self.labels == "categorical" else (lg > 0).float()
 
-        out = batched_apply(one, x, batch_size)
-        self.train(was)
-        return out
+        with model_mode(self, training=False):
+            return batched_apply(one, x, batch_size)
 
     @torch.no_grad()
     def sample_conditional(self, y: torch.Tensor, generator: torch.Generator | None = None,
@@ -454,10 +450,8 @@ def fit_ccvae(model: CCVAE, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Ten
 @torch.no_grad()
 def reconstruction_error(model: CCVAE, x: torch.Tensor, batch_size: int = 1000) -> float:
     """Mean squared error per image ‖x − x̂‖² of reconstructions from the posterior mean."""
-    was = model.training
-    model.eval()
-    err = batched_apply(lambda xb: squared_error(xb, model.decode(model.encode(xb)[0])), x, batch_size)
-    model.train(was)
+    with model_mode(model, training=False):
+        err = batched_apply(lambda xb: squared_error(xb, model.decode(model.encode(xb)[0])), x, batch_size)
     return float(err.mean())
 
 
@@ -483,12 +477,10 @@ def conditional_generation_accuracy(model: CCVAE, judge: Callable[[torch.Tensor]
     """
     if model.labels != "categorical":
         raise ValueError("conditional_generation_accuracy is for the categorical form; use intervention_scores")
-    was = model.training
-    model.eval()
     dev = model.prior_mu.device
     y = torch.arange(model.n_labels, device=dev).repeat_interleave(n_per_class)
-    pred = judge(model.sample_conditional(y, generator=generator)).to(dev)
-    model.train(was)
+    with model_mode(model, training=False):
+        pred = judge(model.sample_conditional(y, generator=generator)).to(dev)
     per_class = [float((pred[y == k] == k).float().mean()) for k in range(model.n_labels)]
     return float((pred == y).float().mean()), per_class
 
@@ -503,20 +495,18 @@ def intervention_scores(model: CCVAE, x: torch.Tensor, judge: Callable[[torch.Te
     (image, other attribute) pairs whose reading differs from the reading of the unedited
     reconstruction, so what the autoencoder itself loses is not counted as leakage.
     """
-    was = model.training
-    model.eval()
-    base = judge(model.decode(model.encode(x)[0])).float()
     success, leakage = [], []
-    for i in range(model.n_labels):
-        others = [j for j in range(model.n_labels) if j != i]
-        s, lk = [], []
-        for v in (0.0, 1.0):
-            read = judge(model.intervene(x, i, v, generator=generator)).float().to(base.device)
-            s.append(float((read[:, i] == v).float().mean()))
-            lk.append(float((read[:, others] != base[:, others]).float().mean()) if others else 0.0)
-        success.append(sum(s) / 2)
-        leakage.append(sum(lk) / 2)
-    model.train(was)
+    with model_mode(model, training=False):
+        base = judge(model.decode(model.encode(x)[0])).float()
+        for i in range(model.n_labels):
+            others = [j for j in range(model.n_labels) if j != i]
+            s, lk = [], []
+            for v in (0.0, 1.0):
+                read = judge(model.intervene(x, i, v, generator=generator)).float().to(base.device)
+                s.append(float((read[:, i] == v).float().mean()))
+                lk.append(float((read[:, others] != base[:, others]).float().mean()) if others else 0.0)
+            success.append(sum(s) / 2)
+            leakage.append(sum(lk) / 2)
     return {"success": success, "leakage": leakage}
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from .batching import batched_apply
 from .losses import bernoulli_nll, binary_labels
 from .nets import check_images, conv_sizes
-from .train import History, fit
+from .train import History, fit, model_mode
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "elu": nn.ELU}
 
@@ -85,11 +85,8 @@ class Classifier(nn.Module):
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """Class indices (N,), or 0/1 attributes (N, n_outputs), for images ``x`` (eval mode, in batches)."""
-        was = self.training
-        self.eval()
-        out = batched_apply(lambda xb: self.decide(self(xb)), x, batch_size)
-        self.train(was)
-        return out
+        with model_mode(self, training=False):
+            return batched_apply(lambda xb: self.decide(self(xb)), x, batch_size)
 
     def check_labels(self, y: torch.Tensor) -> torch.Tensor:
         """``y`` as training needs it, or a ValueError naming the expected shape."""

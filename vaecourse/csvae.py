@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import ipywidgets as W
@@ -38,6 +37,7 @@ from .losses import (
     squared_error,
 )
 from .nets import ConvDecoder, ConvEncoder, MLPDecoder, variance_to_logvar
+from .train import model_mode
 from .widgets import LiveImage
 
 Terms = dict[str, torch.Tensor]
@@ -357,17 +357,6 @@ def adversarial_step(model: nn.Module, optimizers: dict[str, torch.optim.Optimiz
 
 
 # ----------------------------------------------------------------------------- measuring
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Measure in eval mode (posterior means), then give the model back in the mode it was in."""
-    was = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was)
-
-
 def _in_order(tensors: Sequence[torch.Tensor], batch_size: int) -> Iterator[tuple[torch.Tensor, ...]]:
     """The rows of ``tensors`` in batches, in order (for measuring, not training)."""
     return iterate(tensors, batch_size, shuffle=False)
@@ -376,7 +365,7 @@ def _in_order(tensors: Sequence[torch.Tensor], batch_size: int) -> Iterator[tupl
 @torch.no_grad()
 def encode_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> dict[str, torch.Tensor]:
     """Posterior means of every latent (z, and w for CSVAE) for a whole data set, on the CPU."""
-    with _eval_mode(model):
+    with model_mode(model, training=False):
         parts = [{k: v.cpu() for k, v in model.latents(xb, yb).items()} for xb, yb in _in_order([x, y], batch_size)]
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
@@ -385,7 +374,7 @@ def encode_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: i
 def batched_transfer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, y_new: torch.Tensor,
                      batch_size: int = 500, **kwargs) -> torch.Tensor:
     """``model.transfer`` over a whole data set in batches (eval mode), on the CPU."""
-    with _eval_mode(model):
+    with model_mode(model, training=False):
         return torch.cat([model.transfer(xb, yb, nb, **kwargs).cpu()
                           for xb, yb, nb in _in_order([x, y, y_new], batch_size)])
 
@@ -393,7 +382,7 @@ def batched_transfer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, y_new: 
 @torch.no_grad()
 def reconstruction_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
     """Mean ‖x − x̂‖² per example with posterior means (eval mode)."""
-    with _eval_mode(model):
+    with model_mode(model, training=False):
         errors = torch.cat([squared_error(xb, model(xb, yb)["x_hat"]) for xb, yb in _in_order([x, y], batch_size)])
     return float(errors.mean())
 
@@ -478,7 +467,7 @@ def face_latents(model: CSVAE, x: torch.Tensor, y: torch.Tensor, face: int = 0) 
     if not 0 <= face < len(x):
         raise ValueError(f"face {face} is not one of the {len(x)} images given")
     device = next(model.parameters()).device
-    with _eval_mode(model):
+    with model_mode(model, training=False):
         mu_z, _, mu_w, _ = model.encode(x[face:face + 1].to(device), y[face:face + 1].to(device))
     return mu_z, mu_w
 
@@ -513,9 +502,10 @@ def w_widget(model: CSVAE, x: torch.Tensor, y: torch.Tensor, attributes: Sequenc
 
 @torch.no_grad()
 def w_planes_figure(model: CSVAE, x: torch.Tensor, y: torch.Tensor, attributes: Sequence[str] | None = None, *,
-                    face: int = 0, values: Sequence[float] = tuple(np.linspace(-1.0, 5.0, 6))):
+                    face: int = 0, values: Sequence[float] = (-1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0)):
     """The static counterpart of :func:`w_widget` (2-D subspaces): per attribute, one face decoded over a grid
-    of its W plane (first coordinate left to right, second bottom to top), z and the other subspaces fixed."""
+    of its W plane (first coordinate left to right, second bottom to top), z and the other subspaces fixed.
+    The default grid holds the prior means (0, 0) and (3, 3); the ticks give the w value under each image."""
     import matplotlib.pyplot as plt
 
     from .plots import show_images
@@ -530,11 +520,15 @@ def w_planes_figure(model: CSVAE, x: torch.Tensor, y: torch.Tensor, attributes: 
     for i, (ax, a) in enumerate(zip(axes[0], names)):
         w = mu_w.repeat(len(values) ** 2, 1)
         w[:, model.subspace(i)] = torch.tensor([[v0, v1] for v1 in values[::-1] for v0 in values], device=w.device)
-        show_images(model.decode(mu_z.expand(len(w), -1), w).cpu(), nrow=len(values), ax=ax)
+        imgs = model.decode(mu_z.expand(len(w), -1), w).cpu()
+        show_images(imgs, nrow=len(values), ax=ax)
         ax.set_axis_on()
-        ax.set(xticks=[], yticks=[])
-        ax.set_xlabel(f"w_{a}[0]: {values[0]:g} → {values[-1]:g}")
-        ax.set_ylabel(f"w_{a}[1]: {values[0]:g} → {values[-1]:g} (up)")
-        ax.set_title(f"decoded over the W plane of {a}, z fixed")
+        h, wd = imgs.shape[-2], imgs.shape[-1]  # tile() pads 1 pixel around each image
+        ax.set_xticks([1 + k * (wd + 1) + (wd - 1) / 2 for k in range(len(values))], [f"{v:g}" for v in values])
+        ax.set_yticks([1 + r * (h + 1) + (h - 1) / 2 for r in range(len(values))], [f"{v:g}" for v in values[::-1]])
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel(f"w_{a}[0]")
+        ax.set_ylabel(f"w_{a}[1]")
+        ax.set_title(f"test face {face}: decoded over the W plane of {a}, z fixed", fontsize=9)
     fig.tight_layout()
     return fig

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .losses import binary_labels, gaussian_kl, reparameterize
+from .train import model_mode
 from .widgets import LiveImage
 
 Terms = dict[str, torch.Tensor]
@@ -331,11 +332,9 @@ def langevin_sample(model: VAC, target: dict[str | int, int] | Sequence[float] |
     if not bool(((y == 0) | (y == 1)).all()):
         raise ValueError(f"target values must be 0 or 1, got {y.tolist()}")
     z = torch.randn(n, model.latent_dim, generator=generator).to(device) if z0 is None else z0.detach().to(device)
-    was_training = model.training
-    model.eval()
     trace = []
     noise_scale = math.sqrt(2 * alpha)
-    with torch.enable_grad():  # also inside no_grad callers (a widget's render)
+    with model_mode(model, training=False), torch.enable_grad():  # enable_grad: also inside a widget's no_grad render
         for _ in range(steps):
             z = z.detach().requires_grad_(True)
             u = energy(model, z, y, mask)
@@ -343,7 +342,6 @@ def langevin_sample(model: VAC, target: dict[str | int, int] | Sequence[float] |
             noise = torch.randn(z.shape, generator=generator).to(device)
             z = z.detach() - alpha * grad + noise_scale * noise
             trace.append(u.detach().mean())
-    model.train(was_training)
     z = z.detach()
     with torch.no_grad():
         pred = (model.class_logits(z) > 0).float()

@@ -25,6 +25,7 @@ from torch import nn
 from .batching import batched_apply
 from .losses import gaussian_kl, gaussian_nll, squared_error, vae_terms
 from .plots import latent_plane, tile
+from .train import model_mode
 from .widgets import LiveImage
 
 Terms = dict[str, torch.Tensor]
@@ -116,12 +117,10 @@ def compare_gradients(model: nn.Module, x: torch.Tensor, loss_a: Callable[[nn.Mo
     If ``loss_b = k·loss_a`` the gradients are parallel (cosine 1) with norm ratio k, so both
     losses have the same minimisers and the same SGD path once the step size is divided by k.
     """
-    was_training = model.training
-    model.train()
-    la = _with_noise_seed(seed, lambda: loss_a(model, x))
-    lb = _with_noise_seed(seed, lambda: loss_b(model, x))
-    ga, gb = flat_gradient(model, la), flat_gradient(model, lb)
-    model.train(was_training)
+    with model_mode(model, training=True):
+        la = _with_noise_seed(seed, lambda: loss_a(model, x))
+        lb = _with_noise_seed(seed, lambda: loss_b(model, x))
+        ga, gb = flat_gradient(model, la), flat_gradient(model, lb)
     k = float(lb.detach() / la.detach())
     return GradientComparison(
         loss_a=float(la.detach()), loss_b=float(lb.detach()), value_ratio=k,
@@ -154,10 +153,8 @@ def rate_distortion(model: nn.Module, x: torch.Tensor, seed: int = 0, n_samples:
             sampled = sampled + squared_error(xb, model.decode(mu + torch.exp(0.5 * logvar) * eps))
         return (gaussian_kl(mu, logvar), sampled / n_samples, squared_error(xb, model.decode(mu)), mu.norm(dim=1))
 
-    was_training = model.training
-    model.eval()
-    per = batched_apply(per_image, x, batch_size)
-    model.train(was_training)
+    with model_mode(model, training=False):
+        per = batched_apply(per_image, x, batch_size)
     out = {k: float(v.sum()) / x.shape[0]
            for k, v in zip(("rate", "distortion", "distortion_mean", "mean_abs_mu"), per)}
     out["mse_per_pixel"] = out["distortion"] / x[0].numel()
@@ -209,10 +206,8 @@ def sigma_vae_loss(min_c: float = 1e-6) -> Callable[[nn.Module, tuple[torch.Tens
 @torch.no_grad()
 def latent_activity(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Var over the data of each posterior mean coordinate, Var_x(E_q[z_j]): near 0 for a collapsed unit."""
-    was_training = model.training
-    model.eval()
-    mus = batched_apply(lambda xb: model.encode(xb)[0], x, batch_size)
-    model.train(was_training)
+    with model_mode(model, training=False):
+        mus = batched_apply(lambda xb: model.encode(xb)[0], x, batch_size)
     return mus.double().var(dim=0).float().cpu()
 
 

@@ -95,8 +95,11 @@ class Lesson:
                                   "source": source, "setting": setting})
 
     def check(self, name: str, value: float, *, above: float | None = None, below: float | None = None,
-              near: float | None = None, tol: float | None = None) -> float:
+              near: float | None = None, tol: float | None = None) -> None:
         """Check ``value`` against a threshold and record the outcome; raise CheckFailed if it misses.
+
+        Returns nothing: the printed line already names the value, so a notebook cell ending in a check
+        shows no bare, unlabelled number after it.
 
         ``above``/``below`` are strict bounds; ``near`` with ``tol`` is |value − near| ≤ tol.
         """
@@ -125,7 +128,6 @@ class Lesson:
             self.save()
             raise CheckFailed(f"{self.notebook}: {name} = {value:.6g}, wanted {' and '.join(rule)} "
                               f"in the {self.profile} profile")
-        return value
 
     @property
     def seconds(self) -> float:

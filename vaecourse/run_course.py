@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .config import PROFILES
@@ -76,6 +78,20 @@ def clean_notebook(path: Path) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _environ(name: str, value: str):
+    """Set an environment variable (which the notebook's kernel inherits) for the duration of a block."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def _literal(text: str):
     try:
         return ast.literal_eval(text)
@@ -91,44 +107,39 @@ def run_notebook(path: Path, out_dir: Path, profile: str, parameters: dict | Non
     out_dir = Path(out_dir).resolve()  # the kernel runs in notebooks/: a relative folder would land there
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"PROFILE": profile, **(parameters or {})}
-    env_before = os.environ.get("VAECOURSE_RESULTS")
-    os.environ["VAECOURSE_RESULTS"] = str(out_dir / "results")
     t0 = time.perf_counter()
     status = "ok"
-    try:
-        papermill.execute_notebook(str(path), str(out_dir / path.name), parameters=params, kernel_name="python3",
-                                   cwd=str(path.parent), progress_bar=False, execution_timeout=timeout)
-    except Exception as err:  # keep going: one failing lesson should not hide the others' numbers
-        status = f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-    finally:
-        if env_before is None:
-            os.environ.pop("VAECOURSE_RESULTS", None)
-        else:
-            os.environ["VAECOURSE_RESULTS"] = env_before
-    return {"notebook": path.stem, "profile": profile, "seconds": round(time.perf_counter() - t0, 1), "status": status}
+    with _environ("VAECOURSE_RESULTS", str(out_dir / "results")):
+        try:
+            papermill.execute_notebook(str(path), str(out_dir / path.name), parameters=params, kernel_name="python3",
+                                       cwd=str(path.parent), progress_bar=False, execution_timeout=timeout)
+        except Exception as err:  # keep going: one failing lesson should not hide the others' numbers
+            status = f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    row = {"notebook": path.stem, "profile": profile, "seconds": round(time.perf_counter() - t0, 1), "status": status}
+    results = out_dir / "results" / f"{path.stem}.{profile}.json"
+    if results.is_file():
+        row["checks_missed"] = [c["name"] for c in json.loads(results.read_text()).get("checks", []) if not c["passed"]]
+    return row
+
+
+def run_all(books: list[Path], out: Path, profile: str, parameters: Callable[[Path], dict],
+            timeout: int | None = None) -> list[dict]:
+    """Run ``books`` one after another (each with ``parameters(book)``), printing and saving a summary."""
+    summary = []
+    for nb in books:
+        params = parameters(nb)
+        print(f"running {nb.name} at profile {profile}{f' with {params}' if params else ''} ...", flush=True)
+        row = run_notebook(nb, out, profile, params, timeout)
+        print(f"  {row['status']} in {row['seconds']} s", flush=True)
+        summary.append(row)
+    (Path(out) / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
 
 
 def rehearse(select: list[str] | None, out: Path, timeout: int | None = None) -> int:
     """Run the chosen notebooks at profile full with their REHEARSAL parameters; report checks instead of raising."""
-    before = os.environ.get("VAECOURSE_CHECKS")
-    os.environ["VAECOURSE_CHECKS"] = "report"
-    summary = []
-    try:
-        for nb in course_notebooks(select):
-            print(f"rehearsing {nb.name} (full profile, {REHEARSAL.get(nb.stem, {})}) ...", flush=True)
-            row = run_notebook(nb, out, "full", REHEARSAL.get(nb.stem, {}), timeout)
-            results = out / "results" / f"{nb.stem}.full.json"
-            if results.is_file():
-                checks = json.loads(results.read_text()).get("checks", [])
-                row["checks_missed"] = [c["name"] for c in checks if not c["passed"]]
-            print(f"  {row['status']} in {row['seconds']} s", flush=True)
-            summary.append(row)
-    finally:
-        if before is None:
-            os.environ.pop("VAECOURSE_CHECKS", None)
-        else:
-            os.environ["VAECOURSE_CHECKS"] = before
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    with _environ("VAECOURSE_CHECKS", "report"):
+        summary = run_all(course_notebooks(select), out, "full", lambda nb: REHEARSAL.get(nb.stem, {}), timeout)
     failed = [r for r in summary if r["status"] != "ok"]
     print(f"{len(summary) - len(failed)}/{len(summary)} notebooks ran through at the full profile's code paths; "
           f"executed copies in {out} (missed checks are expected at this size)")
@@ -159,13 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--profile is required (smoke, cpu or full)")
     out = args.out or REPO_ROOT / "executed" / args.profile
     params = {k: _literal(v) for k, v in args.param}
-    summary = []
-    for nb in course_notebooks(args.only):
-        print(f"running {nb.name} at profile {args.profile} ...", flush=True)
-        row = run_notebook(nb, out, args.profile, params, args.timeout)
-        print(f"  {row['status']} in {row['seconds']} s", flush=True)
-        summary.append(row)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    summary = run_all(course_notebooks(args.only), out, args.profile, lambda nb: params, args.timeout)
     failed = [r for r in summary if r["status"] != "ok"]
     print(f"{len(summary) - len(failed)}/{len(summary)} notebooks ran; executed copies and results in {out}")
     return 1 if failed else 0

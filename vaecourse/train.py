@@ -12,17 +12,18 @@ optimiser step) or ``train_step(batch) -> terms`` for objectives with several op
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .batching import check_same_length, minibatches
+from .batching import check_same_length, iterate, minibatches
 from .losses import terms_as_floats
 
 Terms = dict[str, torch.Tensor]
@@ -266,21 +267,29 @@ def _raise_non_finite(terms: Terms, epoch: int, step: int, history: History,
         "or clamp the log-variances.", history)
 
 
+@contextlib.contextmanager
+def model_mode(model: nn.Module, training: bool = False) -> Iterator[nn.Module]:
+    """Put ``model`` in training or eval mode for a block, and give it back in its own mode even on an error."""
+    was = model.training
+    model.train(training)
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]], Terms],
              tensors: Sequence[torch.Tensor], batch_size: int = 1000) -> dict[str, float]:
     """Mean of every term of ``loss_fn`` over ``tensors`` with the model in eval mode (no autograd)."""
     n = check_same_length(tensors)
-    was_training = model.training
-    model.eval()
     sums: dict[str, float] = {}
-    for start in range(0, n, batch_size):
-        batch = tuple(t[start:start + batch_size] for t in tensors)
-        terms = loss_fn(model, batch)
-        for k, v in terms.items():
-            v = v.detach().float()
-            sums[k] = sums.get(k, 0.0) + float(v.sum() if v.dim() else v * batch[0].shape[0])
-    model.train(was_training)
+    with model_mode(model, training=False):
+        for batch in iterate(tensors, batch_size, shuffle=False):
+            terms = loss_fn(model, batch)
+            for k, v in terms.items():
+                v = v.detach().float()
+                sums[k] = sums.get(k, 0.0) + float(v.sum() if v.dim() else v * batch[0].shape[0])
     return {k: v / n for k, v in sums.items()}
 
 

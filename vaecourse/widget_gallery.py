@@ -12,6 +12,7 @@ read ``status_text(item, move)``.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,11 +38,11 @@ class GalleryItem:
     name: str  # what the widget is, in a few words
     live: LiveImage
     moves: list[Move] = field(default_factory=list)
-    root: W.Widget | None = None  # what the notebook displays when it wraps the LiveImage (e.g. with a button)
 
     @property
     def widget(self) -> W.Widget:
-        return self.root if self.root is not None else self.live.widget
+        """What the notebook displays (a builder may wrap the controls, e.g. with a button)."""
+        return self.live.widget
 
 
 def status_text(item: GalleryItem, move: Move) -> str:
@@ -69,22 +70,17 @@ def make_move(item: GalleryItem, move: Move) -> None:
 
 
 def time_moves(item: GalleryItem, repeats: int = 5) -> list[float]:
-    """Decode milliseconds of each move of ``item``, each the median of ``repeats`` there-and-back moves."""
+    """Decode milliseconds of each move of ``item``, each the median of ``repeats`` moves."""
     out = []
     for move in item.moves:
-        if move.button is not None:
-            times = []
-            for _ in range(repeats):
-                make_move(item, move)
-                times.append(item.live.last_decode_ms)
-        else:
-            start = item.live.controls[move.control].value
-            times = []
-            for _ in range(repeats):
-                item.live.set(**{move.control: move.value})
-                times.append(item.live.last_decode_ms)
-                item.live.set(**{move.control: start})
-        out.append(sorted(times)[len(times) // 2])
+        start = item.live.controls[move.control].value
+        times = []
+        for _ in range(repeats):
+            make_move(item, move)
+            times.append(item.live.last_decode_ms)
+            if move.button is None:
+                item.live.set(**{move.control: start})  # back again, so the next repeat is a move too
+        out.append(statistics.median(times))
     return out
 
 
@@ -196,8 +192,7 @@ def introvac() -> list[GalleryItem]:
     return [GalleryItem("06_vac_introvac", "edit along the classifier's normal", editor,
                         [Move("facial_hair", 4.0), Move("model", "VAC"), Move("image", 5)]),
             GalleryItem("06_vac_introvac", "Langevin samples per attribute", sampler,
-                        [Move("attribute", "facial_hair"), Move("draws", 1, button="draw Langevin samples")],
-                        root=sampler.widget)]
+                        [Move("attribute", "facial_hair"), Move("draws", 1, button="draw Langevin samples")])]
 
 
 @lesson
