@@ -210,11 +210,6 @@ def sample_faces(n: int, config: FaceConfig | None = None,
 
 
 # ----------------------------------------------------------------------------- drawing primitives
-def _cover(d: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Pixel coverage of the region d < 0: a one-pixel linear ramp across the edge (antialiasing)."""
-    return (0.5 - d * k).clamp_(0.0, 1.0)
-
-
 def _ellipse(x: torch.Tensor, y: torch.Tensor, cx, cy, a, b) -> torch.Tensor:
     """Approximate signed distance to an axis-aligned ellipse: (F - 1) / |grad F| for F = (x/a)^2 + (y/b)^2.
 

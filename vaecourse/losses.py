@@ -88,17 +88,6 @@ def binary_labels(y: torch.Tensor, n_labels: int, fix: str = "") -> torch.Tensor
     return y
 
 
-def check_finite(terms: dict[str, torch.Tensor], where: str = "") -> None:
-    """Raise FloatingPointError naming every non-finite term (e.g. a NaN loss) and where it happened."""
-    bad = {k: float(v.detach().float().mean()) for k, v in terms.items()
-           if torch.is_tensor(v) and not torch.isfinite(v.detach()).all()}
-    if bad:
-        parts = ", ".join(f"{k}={v}" for k, v in terms_as_floats(terms).items())
-        raise FloatingPointError(
-            f"non-finite loss {where}: {', '.join(bad)} not finite ({parts}). Lower the learning rate, "
-            "check the inputs are in [0, 1], or clamp log-variances.")
-
-
 def terms_as_floats(terms: dict[str, torch.Tensor | float]) -> dict[str, float]:
     """Scalar values of a dict of loss terms (means of tensors) for logging."""
     out = {}

@@ -100,13 +100,18 @@ class AttributeOracle:
         outs = batched_apply(lambda b: tuple(self.net(b.to(self.device, torch.float32))), images, batch_size)
         return tuple(o.cpu() for o in outs)  # type: ignore[return-value]
 
+    def read(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attribute probabilities (N, A) and read-back factors (N, F) from one pass over ``images``."""
+        logits, factors, _ = self._run(images)
+        return torch.sigmoid(logits), factors * UNIFORM_STD + 0.5
+
     def predict_attributes(self, images: torch.Tensor) -> torch.Tensor:
         """Probability of each attribute (N, A), columns named by ``self.attributes``."""
-        return torch.sigmoid(self._run(images)[0])
+        return self.read(images)[0]
 
     def predict_factors(self, images: torch.Tensor) -> torch.Tensor:
         """The nuisance factors read back from the images (N, F), in the data's [0, 1] units."""
-        return self._run(images)[1] * UNIFORM_STD + 0.5
+        return self.read(images)[1]
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Penultimate features (N, 128): the space of :func:`frechet_distance`."""
@@ -239,7 +244,7 @@ def edit_metrics(oracle: AttributeOracle, edited_images: torch.Tensor, target_at
     factor's spread in the data (0 = nothing else moved), also given per attribute / factor.
     """
     j = attribute_index(target_attr, oracle.attributes)
-    probs = oracle.predict_attributes(edited_images)
+    probs, factors = oracle.read(edited_images)  # one pass over each image set
     seen = (probs[:, j] > threshold).float()
     wanted = float(target_value > 0.5)
     out: dict[str, float | dict[str, float]] = {"success_rate": float((seen == wanted).float().mean())}
@@ -248,13 +253,14 @@ def edit_metrics(oracle: AttributeOracle, edited_images: torch.Tensor, target_at
     if original_images.shape != edited_images.shape:
         raise ValueError(f"original_images {tuple(original_images.shape)} and edited_images "
                          f"{tuple(edited_images.shape)} must be the same faces, in the same order")
-    before = (oracle.predict_attributes(original_images) > threshold).float()
+    probs_before, factors_before = oracle.read(original_images)
+    before = (probs_before > threshold).float()
     after = (probs > threshold).float()
     others = [i for i in range(len(oracle.attributes)) if i != j]
     flips = (before != after).float().mean(0)
     out["attribute_leakage"] = float(flips[others].mean()) if others else 0.0
     out["attribute_flips"] = {oracle.attributes[i]: float(flips[i]) for i in others}
-    change = (oracle.predict_factors(edited_images) - oracle.predict_factors(original_images)).abs().mean(0)
+    change = (factors - factors_before).abs().mean(0)
     per = change / oracle.factor_std.clamp_min(1e-6)
     out["factor_leakage"] = float(per.mean())
     out["factor_shift"] = {name: float(v) for name, v in zip(oracle.factor_names, per)}

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import PROFILES
+from .results import load_results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -116,9 +117,9 @@ def run_notebook(path: Path, out_dir: Path, profile: str, parameters: dict | Non
         except Exception as err:  # keep going: one failing lesson should not hide the others' numbers
             status = f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     row = {"notebook": path.stem, "profile": profile, "seconds": round(time.perf_counter() - t0, 1), "status": status}
-    results = out_dir / "results" / f"{path.stem}.{profile}.json"
-    if results.is_file():
-        row["checks_missed"] = [c["name"] for c in json.loads(results.read_text()).get("checks", []) if not c["passed"]]
+    if (out_dir / "results" / f"{path.stem}.{profile}.json").is_file():
+        checks = load_results(path.stem, profile, out_dir / "results")["checks"]
+        row["checks_missed"] = [c["name"] for c in checks if not c["passed"]]
     return row
 
 
@@ -132,7 +133,11 @@ def run_all(books: list[Path], out: Path, profile: str, parameters: Callable[[Pa
         row = run_notebook(nb, out, profile, params, timeout)
         print(f"  {row['status']} in {row['seconds']} s", flush=True)
         summary.append(row)
-    (Path(out) / "summary.json").write_text(json.dumps(summary, indent=1))
+    # rows of earlier runs into the same folder stay (e.g. one lesson per call on a lent GPU)
+    path = Path(out) / "summary.json"
+    ran = {r["notebook"] for r in summary}
+    earlier = [r for r in json.loads(path.read_text()) if r["notebook"] not in ran] if path.is_file() else []
+    path.write_text(json.dumps(earlier + summary, indent=1))
     return summary
 
 

@@ -208,10 +208,12 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]
                             _raise_non_finite(terms, epoch, step, history, epoch_terms, start)
                 epoch_terms.append({k: (v.detach().float().mean() if torch.is_tensor(v) else torch.tensor(float(v)))
                                     for k, v in terms.items()})
+                # reading values makes a GPU wait: show them only on steps that already waited for the NaN check
+                show = step % max(check_every, 10) == 0
                 step += 1
                 if bar is not None:
                     bar.update(1)
-                    if step % 10 == 0:
+                    if show:
                         bar.set_postfix({k: f"{float(v):.4g}" for k, v in epoch_terms[-1].items()}, refresh=False)
             _close_epoch(history, epoch_terms, epoch, step, start)
             if plot is not None:
