@@ -54,7 +54,8 @@ def test_results_accept_numpy_and_torch_values(tmp_path, monkeypatch):
     monkeypatch.setenv("VAECOURSE_RESULTS", str(tmp_path))
     lesson = vc.start_lesson("00_test", profile="smoke")
     lesson.record(array=np.arange(3), scalar=np.float32(0.5), tensor=torch.ones(2), nested={"a": np.int64(2)})
-    saved = json.loads(lesson.finish().read_text())
+    lesson.finish()
+    saved = json.loads((tmp_path / "00_test.smoke.json").read_text())
     assert saved["numbers"] == {"array": [0, 1, 2], "scalar": 0.5, "tensor": [1.0, 1.0], "nested": {"a": 2}}
     with pytest.raises(vc.CheckFailed):
         lesson.check("a number that misses", 1.0, below=0.5)
@@ -88,5 +89,6 @@ def test_results_name_the_data_source_even_when_the_lesson_describes_its_data(tm
     lesson = vc.start_lesson("00_test", profile="smoke", device="cpu")
     digits = vc.load_dataset("digits", "train", limit=100)
     lesson.note(data=digits.describe())
-    saved = json.loads(lesson.finish().read_text())
+    lesson.finish()
+    saved = json.loads((tmp_path / "00_test.smoke.json").read_text())
     assert saved["notes"]["data"] == digits.describe() and saved["notes"]["data_source"].startswith("digits")

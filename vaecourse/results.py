@@ -157,13 +157,15 @@ class Lesson:
         os.replace(tmp, path)
         return path
 
-    def finish(self) -> Path:
-        """Save the results and print a summary of the run."""
+    def finish(self) -> None:
+        """Save the results and print a summary of the run (with where the results file is).
+
+        Returns nothing, so the notebook's last cell shows that summary and no machine-specific path after it.
+        """
         path = self.save()
         passed = sum(c["passed"] for c in self.checks)
         print(f"{self.notebook}: {passed}/{len(self.checks)} checks passed, profile {self.profile}, "
               f"device {self.device}, {self.seconds:.0f} s; results in {path.relative_to(path.parent.parent)}")
-        return path
 
 
 def _figure_defaults() -> None:
