@@ -1,0 +1,124 @@
+"""The faces lessons' edit schema: free successes are visible, a perfect edit scores as one, bad input is named."""
+
+import math
+
+import pytest
+import torch
+
+from vaecourse import edits, faces
+from vaecourse.faces import load_faces
+from vaecourse.oracle import load_oracle
+from vaecourse.results import CheckFailed
+
+ATTRS = ["glasses", "facial_hair"]
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    return load_oracle(32, device="cpu", verbose=False, progress=False)  # cached by .ci/run
+
+
+@pytest.fixture(scope="module")
+def test_faces():
+    return load_faces("test", n=300)  # every attribute: the ground truth is re-rendered from them
+
+
+def identity(x, *_):
+    return x
+
+
+def perfect_edit(data):
+    """An 'edit' that re-renders the faces it is given with the attribute set: what a perfect model would draw."""
+    def edit(x, attribute, direction):
+        j = faces.attribute_index(attribute)
+        want = direction == "add"
+        keep = (data.labels[:, j] > 0.5) != want
+        assert x.shape[0] == int(keep.sum())  # one batch holds the whole (attribute, direction) group
+        return faces.render_faces(faces.toggle(data.labels[keep], attribute, float(want)), data.factors[keep], 32)
+    return edit
+
+
+class Recorder:
+    """A stand-in for vaecourse.Lesson that keeps the checks and raises like it on a miss."""
+
+    def __init__(self):
+        self.checks = []
+
+    def check(self, name, value, *, above=None, below=None):
+        ok = (above is None or value > above) and (below is None or value < below)
+        self.checks.append((name, value, ok))
+        if not ok:
+            raise CheckFailed(name)
+
+
+def test_doing_nothing_succeeds_only_where_it_is_free(oracle, test_faces):
+    d = test_faces
+    rows = edits.measure_edits(oracle, "identity", ATTRS, d.images, d.labels, d.factors, reconstruct=identity,
+                               edit=identity, random_edit=identity)
+    assert {r["method"] for r in rows} == set(edits.METHODS)
+    assert len(rows) == len(ATTRS) * 2 * 4 and all(set(r) == set(edits.ROW_KEYS) for r in rows)
+    for attr in ATTRS:
+        for direction in edits.DIRECTIONS:
+            group = int(((d.labels[:, faces.attribute_index(attr)] > 0.5) != (direction == "add")).sum())
+            for method in ("edit", "random", "none"):
+                r = edits.row(rows, "identity", attr, direction, method)
+                assert r["n"] == group
+                assert r["success"] < 0.05, r  # the crisp face keeps what it has: no free success here
+                assert r["attribute_leakage"] < 0.02, r
+            truth = edits.row(rows, "identity", attr, direction, "ground_truth")
+            assert truth["success"] > 0.95, truth
+            assert truth["attribute_leakage"] < 0.05, truth
+    with pytest.raises(CheckFailed):
+        edits.check_edits(Recorder(), rows, "identity", ATTRS, success_above=90, leakage_below=10, gain_above=50)
+
+
+def test_a_perfect_edit_passes_the_checks(oracle, test_faces):
+    d = test_faces
+    rows = edits.measure_edits(oracle, "perfect", ATTRS, d.images, d.labels, d.factors, reconstruct=identity,
+                               edit=perfect_edit(d), ground_truth=False, batch_size=len(d))
+    assert {r["method"] for r in rows} == {"edit", "none"}
+    rec = Recorder()
+    edits.check_edits(rec, rows, "perfect", ATTRS, success_above=90, leakage_below=10, gain_above=50)
+    assert len(rec.checks) == len(ATTRS) * 2 * 3  # per attribute and direction, never averaged
+    assert "| perfect | glasses | add | edit |" in edits.edits_markdown(rows)
+
+
+def test_readback_rows(oracle, test_faces):
+    d = test_faces
+    rows = edits.readback(oracle, "crisp", ATTRS, d.images, d.labels)
+    assert [r["attribute"] for r in rows] == ATTRS and all(r["accuracy"] > 0.95 for r in rows)
+    assert "| crisp |" in edits.readback_markdown(rows)
+    with pytest.raises(ValueError, match="same order"):
+        edits.readback(oracle, "crisp", ATTRS, d.images[:10], d.labels)
+
+
+def test_bad_input_names_the_fix(oracle, test_faces):
+    d = test_faces
+    kw = dict(reconstruct=identity, edit=identity)
+    with pytest.raises(ValueError, match="same faces"):
+        edits.measure_edits(oracle, "m", ATTRS, d.images[:10], d.labels, d.factors, **kw)
+    with pytest.raises(ValueError, match="attributes=None"):
+        edits.measure_edits(oracle, "m", ATTRS, d.images, d.labels[:, :2], d.factors, **kw)
+    with pytest.raises(ValueError, match="not trained on 'smile'"):
+        edits.measure_edits(oracle, "m", ["smile"], d.images, d.labels, d.factors, trained_on=ATTRS, **kw)
+    with pytest.raises(ValueError, match="load_oracle"):
+        big = torch.zeros(len(d), 3, 64, 64)
+        edits.measure_edits(oracle, "m", ATTRS, big, d.labels, d.factors, **kw)
+    with pytest.raises(ValueError, match="finite"):
+        edits.latent_step(torch.ones(4), float("nan"))
+    with pytest.raises(ValueError, match="non-zero"):
+        edits.latent_step(torch.zeros(4), 1.0)
+
+
+def test_latent_step_and_the_smallest_confident_delta():
+    step = edits.latent_step(torch.tensor([3.0, 4.0]), 5.0)
+    z = torch.zeros(2, 2)
+    assert torch.allclose(step(z, "add"), torch.tensor([[3.0, 4.0]] * 2))
+    assert torch.allclose(step(z, "remove"), torch.tensor([[-3.0, -4.0]] * 2))
+    # logit 2·z0 from z0 = -1: 90 % confidence needs 2·z0 > log 9, i.e. δ > 1 + log(9)/2 ≈ 2.10 → 2.25 on the grid
+    logit = lambda z: 2 * z[:, 0]  # noqa: E731
+    codes = torch.full((5, 2), -1.0)
+    assert edits.smallest_confident_delta(logit, codes, torch.tensor([1.0, 0.0]), "add") == 2.25
+    assert math.isclose(1 + math.log(9) / 2, 2.0986, rel_tol=1e-4)
+    with pytest.raises(ValueError, match="no δ"):
+        edits.smallest_confident_delta(logit, codes, torch.tensor([0.0, 1.0]), "add")

@@ -1,0 +1,233 @@
+"""Honest edit metrics for the faces lessons (05–07): one schema, measured against what succeeds for free.
+
+An edit is judged by the oracle (``vaecourse.oracle``) per (model, attribute, direction), never
+averaged across attributes, and always next to three references:
+
+- ``none``: the unedited reconstruction. "Remove glasses" succeeds for free on a model whose
+  reconstructions have already lost them; this row says how much.
+- ``random``: a step of the same length along a random latent direction (what any change does).
+- ``ground_truth``: the same face re-rendered with the attribute toggled (``faces.render_faces``):
+  what a perfect edit looks like to the oracle, and the floor for leakage.
+
+"add" is measured only on test faces without the attribute, "remove" only on faces with it.
+Each row is ``{model, attribute, direction, method, n, success, attribute_leakage, factor_leakage}``:
+
+- ``success``: share of the faces on which the oracle reads the requested value;
+- ``attribute_leakage``: share of (face, other attribute) pairs whose oracle reading changed
+  between the image the method started from and the image it produced;
+- ``factor_leakage``: mean absolute change of the oracle's read-back nuisance factors, in units of
+  each factor's spread in the data (0 = nothing else moved).
+
+The image a method starts from is the model's reconstruction for ``edit`` and ``random`` (so the
+edit's own change is measured, not the reconstruction's), and the original face for ``none`` (what
+reconstruction alone changes) and ``ground_truth`` (the oracle's own inconsistency).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from . import faces
+from .batching import batched_apply
+from .oracle import AttributeOracle, edit_metrics
+
+DIRECTIONS = ("add", "remove")
+METHODS = ("edit", "random", "none", "ground_truth")
+ROW_KEYS = ("model", "attribute", "direction", "method", "n", "success", "attribute_leakage", "factor_leakage")
+
+# edit(images, attribute, direction) -> edited images, and likewise for the random-direction baseline
+EditFn = Callable[[torch.Tensor, str, str], torch.Tensor]
+
+
+def check_delta(delta: float) -> float:
+    """``delta`` as a float, or a ValueError when it is not a finite number."""
+    value = float(delta)
+    if not math.isfinite(value):
+        raise ValueError(f"the edit's step δ must be a finite number, got {delta!r}; pick it on validation faces "
+                         "(e.g. vaecourse.edits.smallest_confident_delta)")
+    return value
+
+
+def check_faces(images: torch.Tensor, all_labels: torch.Tensor, factors: torch.Tensor) -> None:
+    """Raise a ValueError naming the fix when the faces, their labels and factors do not belong together."""
+    n = images.shape[0]
+    if all_labels.shape[0] != n or factors.shape[0] != n:
+        raise ValueError(f"{n} faces but {all_labels.shape[0]} label rows and {factors.shape[0]} factor rows: "
+                         "pass the images, labels and factors of the same faces (ImageData.take keeps them together)")
+    if all_labels.ndim != 2 or all_labels.shape[1] != len(faces.ATTRIBUTES):
+        raise ValueError(f"all_labels must hold every attribute {faces.ATTRIBUTES} (N, {len(faces.ATTRIBUTES)}), got "
+                         f"{tuple(all_labels.shape)}: load the faces with attributes=None and pick the columns the "
+                         "model trains on from them, so the ground truth can be re-rendered")
+    if factors.ndim != 2 or factors.shape[1] != len(faces.FACTOR_NAMES):
+        raise ValueError(f"factors must be (N, {len(faces.FACTOR_NAMES)}), got {tuple(factors.shape)}")
+
+
+def check_attribute(attribute: str, trained: Sequence[str]) -> str:
+    """``attribute`` if the model was trained on it, else a ValueError listing those it was."""
+    if attribute not in trained:
+        raise ValueError(f"the model was not trained on {attribute!r}; it knows {', '.join(trained)} "
+                         "(train it with that attribute's labels, or measure one of these)")
+    return attribute
+
+
+def _row(model: str, attribute: str, direction: str, method: str, n: int, m: dict) -> dict:
+    return {"model": model, "attribute": attribute, "direction": direction, "method": method, "n": int(n),
+            "success": float(m["success_rate"]) if n else float("nan"),
+            "attribute_leakage": float(m.get("attribute_leakage", float("nan"))) if n else float("nan"),
+            "factor_leakage": float(m.get("factor_leakage", float("nan"))) if n else float("nan")}
+
+
+@torch.no_grad()
+def measure_edits(oracle: AttributeOracle, model_name: str, attributes: Sequence[str], images: torch.Tensor,
+                  all_labels: torch.Tensor, factors: torch.Tensor, *, reconstruct: Callable[[torch.Tensor], torch.Tensor],
+                  edit: EditFn, random_edit: EditFn | None = None, ground_truth: bool = True,
+                  trained_on: Sequence[str] | None = None, batch_size: int = 256) -> list[dict]:
+    """The schema's rows for one model: every attribute in ``attributes``, both directions, all four methods.
+
+    ``images`` (N, 3, H, W) are test faces with ``all_labels`` (N, 3: every attribute, for the
+    re-rendered ground truth) and ``factors`` (N, 12). ``reconstruct(x)`` is the model's unedited
+    reconstruction; ``edit(x, attribute, direction)`` its edit ("add" or "remove");
+    ``random_edit`` the same-length step along a random direction (omit for models without one).
+    ``ground_truth=False`` leaves out the re-rendered reference (e.g. for a second model on the same faces).
+    ``trained_on`` names the attributes the model knows: asking for another one is an error.
+    """
+    check_faces(images, all_labels, factors)
+    for attribute in attributes:
+        if trained_on is not None:
+            check_attribute(attribute, trained_on)
+    if images.shape[1:] != (3, oracle.size, oracle.size):
+        raise ValueError(f"the oracle reads {oracle.size}x{oracle.size} faces, got {tuple(images.shape[1:])}: "
+                         f"load_oracle({images.shape[-1]}) for this size")
+    rows = []
+    labels = all_labels.cpu()
+    for attribute in attributes:
+        j = faces.attribute_index(attribute, oracle.attributes)
+        for direction in DIRECTIONS:
+            want = 1.0 if direction == "add" else 0.0
+            keep = (labels[:, j] > 0.5) != (direction == "add")  # add: faces without it; remove: faces with it
+            idx = keep.nonzero().flatten()
+            n = len(idx)
+            if n == 0:
+                rows += [_row(model_name, attribute, direction, m, 0, {}) for m in METHODS
+                         if (m != "random" or random_edit) and (m != "ground_truth" or ground_truth)]
+                continue
+            x = images[idx.to(images.device)]
+            recon = batched_apply(reconstruct, x, batch_size).cpu()
+            edited = batched_apply(lambda b: edit(b, attribute, direction), x, batch_size).cpu()
+            rows.append(_row(model_name, attribute, direction, "edit", n,
+                             edit_metrics(oracle, edited, attribute, want, original_images=recon)))
+            if random_edit is not None:
+                moved = batched_apply(lambda b: random_edit(b, attribute, direction), x, batch_size).cpu()
+                rows.append(_row(model_name, attribute, direction, "random", n,
+                                 edit_metrics(oracle, moved, attribute, want, original_images=recon)))
+            rows.append(_row(model_name, attribute, direction, "none", n,
+                             edit_metrics(oracle, recon, attribute, want, original_images=x.cpu())))
+            if ground_truth:
+                attrs = faces.toggle(labels[idx], attribute, want)
+                truth = faces.render_faces(attrs, factors[idx.to(factors.device)].cpu(), oracle.size)
+                rows.append(_row(model_name, attribute, direction, "ground_truth", n,
+                                 edit_metrics(oracle, truth, attribute, want, original_images=x.cpu())))
+    return rows
+
+
+@torch.no_grad()
+def readback(oracle: AttributeOracle, model_name: str, attributes: Sequence[str], reconstructions: torch.Tensor,
+             all_labels: torch.Tensor) -> list[dict]:
+    """Rows ``{model, attribute, accuracy}``: the oracle on a model's test reconstructions against the true labels."""
+    if reconstructions.shape[0] != all_labels.shape[0]:
+        raise ValueError(f"{reconstructions.shape[0]} reconstructions but {all_labels.shape[0]} label rows: "
+                         "pass the labels of the reconstructed faces, in the same order")
+    acc = oracle.accuracy(reconstructions, all_labels)
+    return [{"model": model_name, "attribute": a, "accuracy": float(acc[a])} for a in attributes]
+
+
+def latent_step(u: torch.Tensor, delta: float) -> Callable[[torch.Tensor, str], torch.Tensor]:
+    """z ↦ z ± δ·u/‖u‖ ("add" moves along u, "remove" against it): the VAC's edit, or a random baseline."""
+    delta = check_delta(delta)
+    if not torch.isfinite(u).all() or float(u.norm()) == 0:
+        raise ValueError("the edit direction must be a finite, non-zero vector")
+    unit = u / u.norm()
+
+    def step(z: torch.Tensor, direction: str) -> torch.Tensor:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be 'add' or 'remove', got {direction!r}")
+        return z + (delta if direction == "add" else -delta) * unit.to(z)
+
+    return step
+
+
+def random_unit(dim: int, generator: torch.Generator) -> torch.Tensor:
+    """A direction drawn uniformly on the unit sphere of ``dim`` dimensions."""
+    v = torch.randn(dim, generator=generator)
+    return v / v.norm()
+
+
+def smallest_confident_delta(logit_of: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, u: torch.Tensor,
+                             direction: str, *, confidence: float = 0.9, share: float = 0.9,
+                             deltas: Sequence[float] = tuple(0.25 * k for k in range(1, 41))) -> float:
+    """The smallest δ at which the latent classifier puts ``share`` of the moved codes on the requested side.
+
+    ``logit_of(z)`` is the classifier's logit of one attribute; ``z`` are validation codes that do not
+    yet have the requested value; ``u`` the edit direction. Chosen on validation faces, then used
+    unchanged on test faces (so the test numbers are not tuned on).
+    """
+    target = math.log(confidence / (1 - confidence))
+    for d in deltas:
+        moved = latent_step(u, d)(z, direction)
+        logit = logit_of(moved)
+        hit = (logit > target) if direction == "add" else (logit < -target)
+        if float(hit.float().mean()) >= share:
+            return float(d)
+    raise ValueError(f"no δ up to {deltas[-1]:g} makes the classifier {confidence:.0%} confident on {share:.0%} of the "
+                     "codes: the direction may not carry the attribute (train longer, or check the classifier)")
+
+
+def edits_markdown(rows: Sequence[dict]) -> str:
+    """The rows as a markdown table (success and leakage in %), one line per (model, attribute, direction, method)."""
+    head = ("| model | attribute | direction | method | faces | success (%) | attribute leakage (%) | "
+            "factor leakage (spread) |\n|---|---|---|---|---|---|---|---|\n")
+    lines = [f"| {r['model']} | {r['attribute']} | {r['direction']} | {r['method']} | {r['n']} | "
+             f"{100 * r['success']:.1f} | {100 * r['attribute_leakage']:.1f} | {r['factor_leakage']:.3f} |"
+             for r in rows]
+    return head + "\n".join(lines)
+
+
+def readback_markdown(rows: Sequence[dict]) -> str:
+    """Readback rows as a markdown table: one row per model, one column per attribute (accuracy in %)."""
+    attributes = list(dict.fromkeys(r["attribute"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    acc = {(r["model"], r["attribute"]): r["accuracy"] for r in rows}
+    head = "| model | " + " | ".join(f"{a} (%)" for a in attributes) + " |\n|---|" + "---|" * len(attributes) + "\n"
+    lines = ["| " + m + " | " + " | ".join(f"{100 * acc[(m, a)]:.1f}" if (m, a) in acc else "–" for a in attributes)
+             + " |" for m in models]
+    return head + "\n".join(lines)
+
+
+def row(rows: Sequence[dict], model: str, attribute: str, direction: str, method: str) -> dict:
+    """The one row of ``rows`` for this (model, attribute, direction, method), or a KeyError naming it."""
+    for r in rows:
+        if (r["model"], r["attribute"], r["direction"], r["method"]) == (model, attribute, direction, method):
+            return r
+    raise KeyError(f"no edit row for model {model!r}, attribute {attribute!r}, direction {direction!r}, "
+                   f"method {method!r}")
+
+
+def check_edits(lesson, rows: Sequence[dict], model: str, attributes: Sequence[str], *, success_above: float,
+                leakage_below: float, gain_above: float) -> None:
+    """The lesson's checks for ``model``, one per (attribute, direction): success, leakage, and success − none.
+
+    Thresholds are in percent (points for the gain over the unedited reconstruction). Never averaged
+    over attributes: one failing attribute fails its own check.
+    """
+    for attribute in attributes:
+        for direction in DIRECTIONS:
+            e = row(rows, model, attribute, direction, "edit")
+            free = row(rows, model, attribute, direction, "none")
+            what = f"{model}, {direction} {attribute}"
+            lesson.check(f"{what}: oracle success (%)", 100 * e["success"], above=success_above)
+            lesson.check(f"{what}: attribute leakage (%)", 100 * e["attribute_leakage"], below=leakage_below)
+            lesson.check(f"{what}: success minus the unedited reconstruction's (points)",
+                         100 * (e["success"] - free["success"]), above=gain_above)
