@@ -4,7 +4,7 @@ from . import plots, widgets  # so vc.plots / vc.widgets work after `import vaec
 from .config import PROFILES, ProfileError, by_profile, pick_device, resolve_profile, seed_everything
 from .data import DataNotFoundError, ImageData, available_datasets, load_dataset, train_val_split
 from .results import CheckFailed, Lesson, start_lesson
-from .train import History, NonFiniteLossError, evaluate, fit, load_checkpoint, save_checkpoint
+from .train import History, NonFiniteLossError, TrainingInterrupted, evaluate, fit, load_checkpoint, save_checkpoint
 
 __version__ = "0.1.0"
 
@@ -13,5 +13,5 @@ __all__ = [
     "PROFILES", "ProfileError", "by_profile", "pick_device", "resolve_profile", "seed_everything",
     "DataNotFoundError", "ImageData", "available_datasets", "load_dataset", "train_val_split",
     "CheckFailed", "Lesson", "start_lesson",
-    "History", "NonFiniteLossError", "evaluate", "fit", "load_checkpoint", "save_checkpoint",
+    "History", "NonFiniteLossError", "TrainingInterrupted", "evaluate", "fit", "load_checkpoint", "save_checkpoint",
 ]
