@@ -59,7 +59,7 @@ def test_results_accept_numpy_and_torch_values(tmp_path, monkeypatch):
     assert saved["numbers"] == {"array": [0, 1, 2], "scalar": 0.5, "tensor": [1.0, 1.0], "nested": {"a": 2}}
     with pytest.raises(vc.CheckFailed):
         lesson.check("a number that misses", 1.0, below=0.5)
-    assert json.loads((tmp_path / "00_test.smoke.json").read_text())["checks"][-1]["passed"] is False
+    assert json.loads((tmp_path / "00_test.smoke.failed.json").read_text())["checks"][-1]["passed"] is False
     assert vc.widgets.latent_sliders and vc.plots.show_images  # reachable from the top-level import
 
 
@@ -92,3 +92,124 @@ def test_results_name_the_data_source_even_when_the_lesson_describes_its_data(tm
     lesson.finish()
     saved = json.loads((tmp_path / "00_test.smoke.json").read_text())
     assert saved["notes"]["data"] == digits.describe() and saved["notes"]["data_source"].startswith("digits")
+
+
+def test_results_are_written_only_by_a_completed_passing_run(tmp_path, monkeypatch, capsys):
+    import json
+
+    import vaecourse as vc
+
+    monkeypatch.setenv("VAECOURSE_RESULTS", str(tmp_path))
+    good = vc.start_lesson("00_test", profile="smoke", device="cpu")
+    good.check("a number that passes", 1.0, below=2.0)
+    good.reproduce("final loss", 300.0, 307, "report 004", "z=2")
+    assert not list(tmp_path.glob("*.json"))  # nothing until finish()
+    good.check("a number that passes", 1.5, below=2.0)  # the cell run again: replaced, not repeated
+    good.reproduce("final loss", 301.0, 307, "report 004", "z=2, run again")
+    good.reproduce("final loss", 229.0, 229, "report 004", "Fashion-MNIST")  # another source value: its own row
+    good.finish()
+    saved = json.loads((tmp_path / "00_test.smoke.json").read_text())
+    assert saved["completed"] and [c["value"] for c in saved["checks"]] == [1.5]
+    assert [r["ours"] for r in saved["reproduction"]] == [301.0, 229.0]
+    assert "1/1 checks passed" in capsys.readouterr().out
+
+    bad = vc.start_lesson("00_test", profile="smoke", device="cpu")
+    with pytest.raises(vc.CheckFailed, match="00_test.smoke.failed.json"):
+        bad.check("a number that misses", 1.0, below=0.5)
+    assert json.loads((tmp_path / "00_test.smoke.json").read_text()) == saved  # the passing file is untouched
+    failed = json.loads((tmp_path / "00_test.smoke.failed.json").read_text())
+    assert failed["completed"] is False and failed["checks"][0]["passed"] is False
+    good.finish()  # a later passing run supersedes the failed attempt
+    assert not (tmp_path / "00_test.smoke.failed.json").exists()
+
+
+def test_a_rehearsal_with_missed_checks_finishes_into_the_failed_file(tmp_path, monkeypatch):
+    import vaecourse as vc
+
+    monkeypatch.setenv("VAECOURSE_RESULTS", str(tmp_path))
+    monkeypatch.setenv("VAECOURSE_CHECKS", "report")
+    lesson = vc.start_lesson("00_test", profile="smoke", device="cpu")
+    lesson.check("a number that misses", 1.0, below=0.5)
+    lesson.finish()
+    assert [p.name for p in tmp_path.glob("*.json")] == ["00_test.smoke.failed.json"]
+
+
+def test_parameter_overrides_are_recorded_by_name(tmp_path, monkeypatch):
+    import json
+
+    import vaecourse as vc
+
+    monkeypatch.setenv("VAECOURSE_RESULTS", str(tmp_path))
+    lesson = vc.start_lesson("00_test", profile="smoke", device="cpu")
+    EPOCHS, N_TRAIN, LATENT = 7, None, 2  # noqa: N806 (notebook parameters)
+    assert lesson.pick(EPOCHS, smoke=3, cpu=10, full=100) == 7
+    assert lesson.pick(N_TRAIN, smoke=500, cpu=1000, full=6000) == 500
+    assert lesson.pick(LATENT, smoke=2, cpu=2, full=2) == 2  # the profile's own value: not an override
+    lesson.finish()
+    saved = json.loads((tmp_path / "00_test.smoke.json").read_text())
+    assert saved["overrides"] == {"EPOCHS": {"value": 7, "profile": 3}}
+
+
+def test_a_seed_that_is_not_a_whole_number_is_named(monkeypatch):
+    import vaecourse as vc
+
+    for seed in ("abc", 2.5, -1):
+        with pytest.raises(ValueError, match="SEED"):
+            vc.start_lesson("00_test", profile="smoke", seed=seed, device="cpu")
+
+
+def test_full_on_a_cpu_runs_cpu_with_an_estimate_unless_asked_for_explicitly(monkeypatch, capsys):
+    import vaecourse as vc
+
+    monkeypatch.delenv("VAECOURSE_PROFILE", raising=False)
+    assert vc.start_lesson("04_geco", profile="full", device="cpu").profile == "cpu"
+    out = capsys.readouterr().out
+    assert "about 100 min" in out and "VAECOURSE_PROFILE=full" in out
+    assert vc.start_lesson("07_csvae", profile="full", device="cpu").profile == "cpu"
+    assert "hours" in capsys.readouterr().out
+    assert vc.start_lesson("01_elbo", profile="full", device="cpu").profile == "full"  # measured: 1.5 min
+    assert "about 1.5 min" in capsys.readouterr().out
+    monkeypatch.setenv("VAECOURSE_PROFILE", "full")
+    assert vc.start_lesson("04_geco", device="cpu").profile == "full"
+
+
+def test_outside_a_checkout_files_go_under_the_working_folder_or_vaecourse_home(tmp_path, monkeypatch):
+    from vaecourse import config
+
+    for var in ("VAECOURSE_RESULTS", "VAECOURSE_HOME", "VAECOURSE_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    assert config.source_checkout() is not None and config.results_home() == config.source_checkout() / "results"
+    monkeypatch.setattr(config, "PACKAGE_PARENT", tmp_path / "site-packages")  # as after pip install
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    assert config.source_checkout() is None
+    assert config.results_home() == tmp_path / "results"
+    assert config.data_home() == tmp_path / "xdg" / "vaecourse" / "data"
+    monkeypatch.setenv("VAECOURSE_HOME", str(tmp_path / "class"))
+    assert config.results_home() == tmp_path / "class" / "results"
+    assert config.data_home() == tmp_path / "class" / "data"
+
+
+def test_an_unwritable_results_folder_names_the_variable_to_set(tmp_path, monkeypatch):
+    import vaecourse as vc
+    from vaecourse.config import NotWritableError
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("VAECOURSE_RESULTS", str(tmp_path / "a-file" / "results"))
+    lesson = vc.start_lesson("00_test", profile="smoke", device="cpu")
+    with pytest.raises(NotWritableError, match="set VAECOURSE_RESULTS"):
+        lesson.finish()
+
+
+def test_results_files_are_readable_by_others_as_the_umask_allows(tmp_path, monkeypatch):
+    import os
+
+    import vaecourse as vc
+
+    monkeypatch.setenv("VAECOURSE_RESULTS", str(tmp_path))
+    old = os.umask(0o022)
+    try:
+        vc.start_lesson("00_test", profile="smoke", device="cpu").finish()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "00_test.smoke.json").stat().st_mode & 0o777 == 0o644

@@ -219,3 +219,58 @@ def test_a_corrupted_cached_file_is_never_used(monkeypatch, tmp_path, complete_m
     with pytest.raises(M.MnistChecksumError, match="corrupted: MD5") as err:
         D.load_dataset("mnist", "test", download=False)
     assert f"delete {folder}" in str(err.value)
+
+
+def test_a_damaged_idx_file_is_named_with_its_fix_and_never_hides_a_good_copy(monkeypatch, tmp_path, capsys):
+    mine, good = tmp_path / "mine" / "fashion_mnist", tmp_path / "system"
+    fake_idx_folder(mine)
+    fake_idx_folder(good)
+    monkeypatch.setattr(D, "REPO_DATA", tmp_path / "empty")
+    monkeypatch.setattr(D, "SYSTEM_DIRS", {"fashion_mnist": [good]})
+    bad = mine / "train-images-idx3-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:200])  # an interrupted copy
+    ds = D.load_dataset("fashion_mnist", "train", root=tmp_path / "mine")
+    assert str(good) in ds.source and len(ds) == 12  # the good system copy is used ...
+    out = capsys.readouterr().out
+    assert str(bad) in out and "Fix:" in out  # ... and the bad file is reported
+    monkeypatch.setattr(D, "SYSTEM_DIRS", {})
+    with pytest.raises(D.CorruptDataError, match=r"train-images-idx3-ubyte.gz .*Fix: delete"):
+        D.load_dataset("fashion_mnist", "train", root=tmp_path / "mine", download=False)
+    bad.unlink()
+    (mine / "train-images-idx3-ubyte").write_bytes(os.urandom(5000))  # random bytes, not gzipped
+    with pytest.raises(D.CorruptDataError, match="not an IDX file"):
+        D.load_dataset("fashion_mnist", "train", root=tmp_path / "mine", download=False)
+    (mine / "train-images-idx3-ubyte").unlink()
+    (mine / "train-images-idx3-ubyte.gz").write_bytes(os.urandom(5000))  # random bytes named .gz
+    with pytest.raises(D.CorruptDataError, match="not a readable gzip file"):
+        D.load_dataset("fashion_mnist", "train", root=tmp_path / "mine", download=False)
+
+
+def test_labels_of_another_length_are_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(D, "REPO_DATA", tmp_path / "empty")
+    monkeypatch.setattr(D, "SYSTEM_DIRS", {})
+    folder = tmp_path / "fashion_mnist"
+    fake_idx_folder(folder)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(5) % 10)  # 5 labels for 12 images
+    with pytest.raises(D.CorruptDataError, match=r"\(12, 28, 28\).*\(5,\)"):
+        D.load_dataset("fashion_mnist", "train", root=tmp_path, download=False)
+
+
+@pytest.mark.parametrize("limit", [-3, 0, 2.5, "10"])
+def test_a_limit_that_is_not_a_positive_whole_number_is_an_error(limit):
+    with pytest.raises(ValueError, match="limit"):
+        D.load_dataset("digits", "train", limit=limit)
+
+
+def test_a_root_that_does_not_exist_and_a_failed_download_are_errors(monkeypatch, tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        D.load_dataset("mnist", "train", root=tmp_path / "typo")
+    no_sources(monkeypatch, tmp_path)
+
+    def offline(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(D, "_download_torchvision", offline)
+    with pytest.raises(D.DataNotFoundError, match="download=True.*Name or service not known"):
+        D.load_dataset("mnist", "train", download=True)
+    assert D.load_dataset("mnist", "train").subset  # no download asked for: the packaged subset, as before

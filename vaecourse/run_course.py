@@ -3,9 +3,11 @@
     python -m vaecourse.run_course --profile full --out executed/full
     python -m vaecourse.run_course --clean notebooks/02_ae_vs_vae.ipynb   # before committing one
 
-writes each executed notebook and its results file (``results/<notebook>.<profile>.json``) under
-``--out``; this is what a GPU session runs for the README's reproduction table (then copy
-``<out>/results/*.full.json`` into ``results/`` and run ``python -m vaecourse.reproduction``).
+writes each executed notebook and its results file (``results/<notebook>.<profile>.json``, or
+``….failed.json`` for a run with a missed check) under ``--out``; this is what a GPU session runs for
+the README's reproduction table (then copy ``<out>/results/*.full.json`` into ``results/`` and run
+``python -m vaecourse.reproduction``). From a pip install it finds the notebooks in ``./notebooks``
+or the working directory (``--notebooks`` names another folder); they are not in the package.
 
     python -m vaecourse.run_course --rehearse
 
@@ -28,16 +30,41 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import PROFILES
-from .results import load_results
+from .config import PROFILES, source_checkout
+from .results import load_results, results_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
+PATTERN = "[0-9][0-9]*_*.ipynb"  # 04b_... too
+WHERE_TO_GET = ("the notebooks are not part of the pip package: get them with `git clone "
+                "https://github.com/vaecourse/vaecourse` (or download the repository's notebooks/ folder) and pass "
+                "--notebooks PATH/notebooks, or run from the folder that holds them")
 
 
-def course_notebooks(select: list[str] | None = None) -> list[Path]:
+def notebooks_folder(given: Path | None = None) -> Path:
+    """Where the course's notebooks are: ``given``, the checkout's notebooks/, else ./notebooks or the working
+    directory when it holds them; otherwise a SystemExit saying where to get them."""
+    if given is not None:
+        if not any(Path(given).glob(PATTERN)):
+            raise SystemExit(f"no course notebook (NN_topic.ipynb) in {given}; {WHERE_TO_GET}")
+        return Path(given)
+    checkout = source_checkout()
+    candidates = ([checkout / "notebooks"] if checkout else []) + [Path.cwd() / "notebooks", Path.cwd()]
+    for folder in candidates:
+        if any(folder.glob(PATTERN)):
+            return folder
+    raise SystemExit(f"no course notebooks found (looked in {', '.join(map(str, candidates))}); {WHERE_TO_GET}")
+
+
+def default_out(name: str) -> Path:
+    """``executed/<name>`` in the checkout, or under the working directory for a pip install."""
+    checkout = source_checkout()
+    return (checkout or Path.cwd()) / "executed" / name
+
+
+def course_notebooks(select: list[str] | None = None, folder: Path | None = None) -> list[Path]:
     """The course's notebooks in order, optionally only those whose name contains one of ``select``."""
-    books = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))  # 04b_... too
+    books = sorted(p for p in notebooks_folder(folder).glob(PATTERN))
     if select:
         chosen = [p for p in books if any(s in p.stem for s in select)]
         if not chosen:
@@ -110,16 +137,20 @@ def run_notebook(path: Path, out_dir: Path, profile: str, parameters: dict | Non
     params = {"PROFILE": profile, **(parameters or {})}
     t0 = time.perf_counter()
     status = "ok"
-    with _environ("VAECOURSE_RESULTS", str(out_dir / "results")):
+    results_path(path.stem, profile, out_dir / "results", failed=True).unlink(missing_ok=True)  # not this run's
+    # the profile asked for here is explicit: full runs as full on a CPU too (start_lesson would pick cpu otherwise)
+    with _environ("VAECOURSE_RESULTS", str(out_dir / "results")), _environ("VAECOURSE_PROFILE", profile):
         try:
             papermill.execute_notebook(str(path), str(out_dir / path.name), parameters=params, kernel_name="python3",
                                        cwd=str(path.parent), progress_bar=False, execution_timeout=timeout)
         except Exception as err:  # keep going: one failing lesson should not hide the others' numbers
             status = f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     row = {"notebook": path.stem, "profile": profile, "seconds": round(time.perf_counter() - t0, 1), "status": status}
-    if (out_dir / "results" / f"{path.stem}.{profile}.json").is_file():
-        checks = load_results(path.stem, profile, out_dir / "results")["checks"]
-        row["checks_missed"] = [c["name"] for c in checks if not c["passed"]]
+    for failed in (True, False):  # a missed check or an unfinished run writes only the .failed.json
+        if results_path(path.stem, profile, out_dir / "results", failed=failed).is_file():
+            checks = load_results(path.stem, profile, out_dir / "results", failed=failed)["checks"]
+            row["checks_missed"] = [c["name"] for c in checks if not c["passed"]]
+            break
     return row
 
 
@@ -141,10 +172,11 @@ def run_all(books: list[Path], out: Path, profile: str, parameters: Callable[[Pa
     return summary
 
 
-def rehearse(select: list[str] | None, out: Path, timeout: int | None = None) -> int:
+def rehearse(select: list[str] | None, out: Path, timeout: int | None = None, folder: Path | None = None) -> int:
     """Run the chosen notebooks at profile full with their REHEARSAL parameters; report checks instead of raising."""
     with _environ("VAECOURSE_CHECKS", "report"):
-        summary = run_all(course_notebooks(select), out, "full", lambda nb: REHEARSAL.get(nb.stem, {}), timeout)
+        summary = run_all(course_notebooks(select, folder), out, "full", lambda nb: REHEARSAL.get(nb.stem, {}),
+                          timeout)
     failed = [r for r in summary if r["status"] != "ok"]
     print(f"{len(summary) - len(failed)}/{len(summary)} notebooks ran through at the full profile's code paths; "
           f"executed copies in {out} (missed checks are expected at this size)")
@@ -162,20 +194,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
                         help="set a notebook parameter in every notebook")
     parser.add_argument("--timeout", type=int, default=None, help="seconds a cell may run")
+    parser.add_argument("--notebooks", type=Path, default=None, help="folder of the course's notebooks (default: "
+                        "the checkout's notebooks/, else ./notebooks or the working directory)")
     parser.add_argument("--rehearse", action="store_true",
                         help="the full profile's code at a toy size, checks reported not raised (see above)")
     args = parser.parse_args(argv)
     if args.rehearse:
-        return rehearse(args.only, args.out or REPO_ROOT / "executed" / "rehearsal", args.timeout)
+        return rehearse(args.only, args.out or default_out("rehearsal"), args.timeout, args.notebooks)
     if args.clean:
         for path in args.clean:
             print(f"{path}: {'cleaned' if clean_notebook(path) else 'already clean'}")
         return 0
     if args.profile is None:
         parser.error("--profile is required (smoke, cpu or full)")
-    out = args.out or REPO_ROOT / "executed" / args.profile
+    out = args.out or default_out(args.profile)
     params = {k: _literal(v) for k, v in args.param}
-    summary = run_all(course_notebooks(args.only), out, args.profile, lambda nb: params, args.timeout)
+    summary = run_all(course_notebooks(args.only, args.notebooks), out, args.profile, lambda nb: params, args.timeout)
     failed = [r for r in summary if r["status"] != "ok"]
     print(f"{len(summary) - len(failed)}/{len(summary)} notebooks ran; executed copies and results in {out}")
     return 1 if failed else 0
