@@ -254,6 +254,9 @@ def test_checkpoints_are_readable_by_others_as_the_umask_allows(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(PermissionError, match="VAECOURSE_CACHE"):  # e.g. the oracle's cache on a read-only disk
+        vc.save_checkpoint(tmp_path / "a-file" / "m.pt", make_vae((1, 8, 8), 2))
 
 
 def test_checkpoint_of_another_shape_is_refused_clearly(tmp_path):

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .batching import check_same_length, iterate
+from .config import NotWritableError
 from .losses import terms_as_floats
 
 Terms = dict[str, torch.Tensor]
@@ -103,11 +104,17 @@ def readable_by_others(path: str | Path) -> None:
 def atomic_torch_save(obj: object, path: str | Path) -> Path:
     """torch.save to a temp file in the same folder, then rename: a reader never sees half a file.
 
-    The file is readable by others as the umask allows (a class's shared cache), not mkstemp's 0600.
+    The file is readable by others as the umask allows (a class's shared cache), not mkstemp's 0600; a folder
+    that cannot be written raises :class:`~vaecourse.config.NotWritableError` naming the variables that move it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise NotWritableError(f"cannot write {path} ({err.strerror or err}): pass a path you can write to, or set "
+                               "VAECOURSE_HOME (the course's data, caches and results) or VAECOURSE_CACHE (the "
+                               "faces oracle's cache) to a folder you can write to") from None
     os.close(fd)
     try:
         torch.save(obj, tmp)
