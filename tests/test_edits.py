@@ -122,3 +122,15 @@ def test_latent_step_and_the_smallest_confident_delta():
     assert math.isclose(1 + math.log(9) / 2, 2.0986, rel_tol=1e-4)
     with pytest.raises(ValueError, match="no δ"):
         edits.smallest_confident_delta(logit, codes, torch.tensor([0.0, 1.0]), "add")
+
+
+def test_the_random_baseline_draws_a_direction_per_face():
+    step = edits.random_latent_step(2.0, torch.Generator().manual_seed(0))
+    z = torch.zeros(500, 8)
+    moved = step(z, "add")
+    assert torch.allclose(moved.norm(dim=1), torch.full((500,), 2.0), atol=1e-5)  # the edit's length
+    cos = torch.nn.functional.normalize(moved, dim=1) @ torch.nn.functional.normalize(moved, dim=1).T
+    assert float(cos.triu(1).abs().max()) < 0.999  # not one shared direction
+    assert float(moved.mean(0).norm()) < 0.3  # directions spread over the sphere (one shared would give 2.0)
+    with pytest.raises(ValueError, match="'add' or 'remove'"):
+        step(z, "flip")
