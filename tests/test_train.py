@@ -275,6 +275,9 @@ def test_wrong_image_shape_names_the_expected_one():
         model(torch.rand(4, 28, 28))
     with pytest.raises(ValueError, match="latent"):
         model.decode(torch.zeros(2, 3))
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="latent_dim must be"):
+            make_vae((1, 28, 28), bad)
 
 
 def test_evaluate_is_a_per_example_mean():

@@ -180,8 +180,9 @@ class VAE(nn.Module):
 def make_vae(image_shape: Sequence[int], latent_dim: int, kind: str = "mlp", variational: bool = True,
              logits: bool = False, **kwargs) -> VAE:
     """An MLP or conv VAE (or AE with ``variational=False``) for images of ``image_shape``."""
-    if latent_dim < 1:
-        raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
+    from .train import whole_number
+
+    latent_dim = whole_number("latent_dim", latent_dim)  # 2.5 or "2" named here, not deep inside torch
     if kind == "mlp":
         hidden = tuple(kwargs.get("hidden", (300, 100, 20)))
         enc = MLPEncoder(image_shape, latent_dim, hidden)
