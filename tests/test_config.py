@@ -199,6 +199,8 @@ def test_an_unwritable_results_folder_names_the_variable_to_set(tmp_path, monkey
     lesson = vc.start_lesson("00_test", profile="smoke", device="cpu")
     with pytest.raises(NotWritableError, match="set VAECOURSE_RESULTS"):
         lesson.finish()
+    with pytest.raises(vc.CheckFailed, match="not saved: .*set VAECOURSE_RESULTS"):  # the miss still reads as one
+        lesson.check("a number that misses", 1.0, below=0.5)
 
 
 def test_results_files_are_readable_by_others_as_the_umask_allows(tmp_path, monkeypatch):

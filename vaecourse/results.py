@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import torch
 
 from .config import (
+    NotWritableError,
     by_profile,
     describe_machine,
     pick_device,
@@ -218,9 +219,12 @@ class Lesson:
         if not ok and checks_are_reported_only():
             print("       (VAECOURSE_CHECKS=report: a rehearsal run goes on past a missed check)")
         elif not ok:
-            path = self.save()
+            try:
+                saved = f"this run's results: {shown_path(self.save())}"
+            except NotWritableError as err:  # the miss is the news; where to write comes second
+                saved = f"not saved: {err}"
             raise CheckFailed(f"{self.notebook}: {name} = {value:.6g}, wanted {' and '.join(rule)} "
-                              f"in the {self.profile} profile (this run's results: {shown_path(path)})")
+                              f"in the {self.profile} profile ({saved})")
 
     @property
     def seconds(self) -> float:
