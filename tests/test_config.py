@@ -148,6 +148,10 @@ def test_parameter_overrides_are_recorded_by_name(tmp_path, monkeypatch):
     lesson.finish()
     saved = json.loads((tmp_path / "00_test.smoke.json").read_text())
     assert saved["overrides"] == {"EPOCHS": {"value": 7, "profile": 3}}
+    for EPOCHS in (-3, 2.5, "3"):  # noqa: N806
+        with pytest.raises(ValueError, match="EPOCHS must be"):
+            lesson.pick(EPOCHS, smoke=3, cpu=10, full=100)
+    assert lesson.pick(0.5, smoke=0.1, cpu=0.2, full=0.3) == 0.5  # not a count: taken as given
 
 
 def test_a_seed_that_is_not_a_whole_number_is_named(monkeypatch):

@@ -148,14 +148,18 @@ class Lesson:
         """``override`` if set (a papermill parameter), else the value for this profile.
 
         An override that differs from the profile's value is recorded under the parameter's name in the
-        results file (``overrides``), so a customised run says how it differs.
+        results file (``overrides``), so a customised run says how it differs. Where every profile's value is
+        a count (a whole number ≥ 1), the override must be one too: ``-p EPOCHS -3`` fails here, by name.
         """
         chosen = by_profile(self.profile, override, **values)
         if override is not None:
+            frame = sys._getframe(1)
+            name = _parameter_name(frame, override) or f"the parameter on line {frame.f_lineno}"
+            given = [v for v in values.values() if v is not None]
+            if given and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in given):
+                chosen = whole_number(name, override)  # a count (epochs, images): -3 or 2.5 named here, not later
             default = values.get(self.profile)
             if _plain(override) != _plain(default):
-                frame = sys._getframe(1)
-                name = _parameter_name(frame, override) or f"line {frame.f_lineno}"
                 self.overrides[name] = {"value": _plain(override), "profile": _plain(default)}
         return chosen
 
