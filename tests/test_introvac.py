@@ -7,16 +7,24 @@ import pytest
 import torch
 
 from vaecourse import fit
+from vaecourse.face_vae import FaceDecoder, FaceEncoder
 from vaecourse.introvac import (
+    PAPER_BETAS,
     VAC,
     Betas,
+    Calibrated,
+    calibrated_weights,
+    confident_deltas,
+    edit_function,
     edit_widget,
     energy,
+    face_vac,
     first_plain_face,
     introvac_optimizers,
     introvac_step,
     langevin_sample,
     langevin_widget,
+    laplace_scale,
     vac_loss,
     vac_terms,
 )
@@ -203,3 +211,99 @@ def test_langevin_widget_pages_through_chains_run_once():
         assert np.allclose(w.frame(), tile(model.decode(given[2:4]), 2), atol=1e-6)
     with pytest.raises(ValueError, match="pool"):
         langevin_widget(model, {"other": given})
+
+
+# ----------------------------------------------------------------------------- the calibrated objective
+def test_calibrated_weights_keep_the_papers_ratios_to_the_kl():
+    w = calibrated_weights(32, 2)
+    # one nat of KL costs beta_reg/d = 3/32 in the paper: every weight is divided by that
+    assert w.kl == 1.0 and math.isclose(w.cl, 10 / 2 * 32 / 3) and math.isclose(w.g, 5 * 32 / 3)
+    assert math.isclose(w.ec, 0.01 * 32 / 3)
+    assert calibrated_weights(32, 2, ec=0.0).ec == 0.0 and math.isclose(calibrated_weights(32, 2, game=2).g, 2 * w.g)
+    # the paper's L1 term is a Laplace decoder of scale beta_reg·D/(beta_AE·d): about 3 pixel units at 32 px
+    assert math.isclose(laplace_scale(PAPER_BETAS, 3 * 32 * 32, 32), 2.88)
+    with pytest.raises(ValueError, match="latent_dim"):
+        calibrated_weights(0, 2)
+    with pytest.raises(ValueError, match="game"):
+        calibrated_weights(32, 2, game=float("nan"))
+    with pytest.raises(ValueError, match="non-negative"):
+        Calibrated(cl=1.0, g=-1.0, ec=0.0)
+    with pytest.raises(ValueError, match="β_AE and β_reg"):
+        laplace_scale(Betas(ae=0.0), 3072, 32)
+
+
+def test_calibrated_objective_is_the_elbo_with_the_sigma_vae_c():
+    x, y = toy()
+    model = make(latent=3).eval()
+    w = Calibrated(cl=2.0, g=0.0, ec=0.0)
+    with torch.no_grad():
+        t = vac_terms(model, x, y, w)
+        mu, logvar = model.encode(x)
+        x_hat = model.decode(mu)
+        c = (x - x_hat).pow(2).mean()
+        d = x[0].numel()
+        nll = (x - x_hat).pow(2).flatten(1).sum(1) / (2 * c) + 0.5 * d * torch.log(2 * math.pi * c)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(model.classifier(mu), y, reduction="none").sum(1)
+    assert torch.allclose(t["c"], c) and torch.allclose(t["loss"], (nll + kl + 2.0 * bce).mean(), rtol=1e-5)
+    with pytest.raises(TypeError, match="Betas.*Calibrated"):
+        vac_terms(model, x, y, {"cl": 1.0})
+    # it trains: the error falls, the classifier learns, c is each batch's error and its running mean follows it down
+    model = make(latent=3).train()
+    hist = fit(model, vac_loss(w), [x, y], epochs=20, batch_size=64, lr=1e-2, progress=False)
+    assert hist.series("mse")[-1] < 0.5 * hist.series("mse")[0] and hist.last("acc") > 0.9
+    assert hist.series("c") == hist.series("mse")
+    assert model.likelihood.c < 0.25 * hist.series("mse")[0]
+
+
+def test_introvac_step_with_calibrated_weights_and_the_ablation():
+    x, y = toy()
+    for ec in (None, 0.0):
+        model = make(fake=True)
+        opts = introvac_optimizers(model, lr=1e-2)
+        w = calibrated_weights(2, 1, ec=ec)
+        hist = fit(model, None, [x, y], epochs=12, batch_size=64, progress=False,
+                   train_step=introvac_step(model, opts, w), optimizers=opts)
+        assert hist.series("mse")[-1] < 0.6 * hist.series("mse")[0] and hist.last("acc") > 0.9
+        assert all(k in hist.epochs[-1] for k in ("l_ec", "l_g", "p_fake_rec", "p_fake_gen", "c"))
+
+
+def test_deltas_chosen_on_validation_faces_make_the_classifier_sure():
+    x, y = toy()
+    model = make(latent=3)
+    fit(model, vac_loss(Calibrated(cl=4.0, g=0.0, ec=0.0)), [x, y], epochs=20, batch_size=64, lr=1e-2,
+        progress=False)
+    model.eval()
+    deltas = confident_deltas(model, x, y)
+    assert set(deltas) == {("top", "add"), ("top", "remove")} and all(d > 0 for d in deltas.values())
+    edit = edit_function(model, deltas)
+    with torch.no_grad():
+        mu = model.encode(x[y[:, 0] == 0])[0]
+        moved = mu + deltas[("top", "add")] * model.directions()[0]
+        assert float((torch.sigmoid(model.class_logits(moved)) > 0.9).float().mean()) >= 0.9
+        assert torch.allclose(edit(x[y[:, 0] == 0], "top", "add"), model.decode(moved), atol=1e-6)
+    # the random baseline moves every attribute along the one direction it is given, by the same δ
+    u = torch.tensor([0.0, 0.0, 1.0])
+    with torch.no_grad():
+        assert torch.allclose(edit_function(model, deltas, unit=u)(x[:4], "top", "remove"),
+                              model.decode(model.encode(x[:4])[0] - deltas[("top", "remove")] * u), atol=1e-6)
+    with pytest.raises(ValueError, match="same faces"):
+        confident_deltas(model, x, y[:10])
+    with pytest.raises(ValueError, match="no validation face without"):
+        confident_deltas(model, x[y[:, 0] == 1], y[y[:, 0] == 1])
+    with pytest.raises(ValueError, match="finite"):
+        edit_function(model, {("top", "add"): float("inf")})
+    with pytest.raises(ValueError, match="confident_deltas"):
+        edit_function(model, {("top", "add"): 1.0})(x[:2], "top", "remove")
+    with pytest.raises(ValueError, match="no attribute 'smile'"):
+        edit_function(model, deltas)(x[:2], "smile", "add")
+
+
+def test_face_vac_is_the_backbone_with_a_linear_head():
+    model = face_vac(["glasses", "facial_hair"], size=32, latent_dim=8, width=4)
+    assert isinstance(model.encoder, FaceEncoder) and isinstance(model.decoder, FaceDecoder)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert model.class_logits(torch.randn(3, 8)).shape == (3, 2)
+    assert model.decode(torch.randn(2, 8)).shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="list of names"):
+        face_vac("glasses")

@@ -1,10 +1,13 @@
-"""VAC and IntroVAC (paper 001): a VAE with a linear classifier on its latent, and its introspective game.
+"""VAC and IntroVAC: a VAE with a linear classifier on its latent, and its introspective game.
+
+Maggipinto, Terzi & Susto 2020, "IntroVAC: Introspective Variational Classifiers for Learning
+Interpretable Latent Subspaces", https://arxiv.org/abs/2008.00760.
 
 VAC. A VAE whose latent z also predicts binary attributes through a *linear* classifier
-C(z) = σ(Wz + b). Its loss is ``β_AE·L_AE + β_CL·BCE(y, C(z)) + β_reg·KL``. Each row wₐ of W is
-normal to the hyperplane that separates "has attribute a" from "has not", so moving a code along
-wₐ/‖wₐ‖ by ±δ adds or removes the attribute (:meth:`VAC.edit_latent`), and Langevin dynamics on
-U(z) = −log p_w(y|z) − log p(z) draws codes of a chosen class (:func:`langevin_sample`).
+C(z) = σ(Wz + b). Each row wₐ of W is normal to the hyperplane that separates "has attribute a"
+from "has not", so moving a code along wₐ/‖wₐ‖ by ±δ adds or removes the attribute
+(:meth:`VAC.edit_latent`, :func:`confident_deltas`, :func:`edit_function`), and Langevin dynamics
+on U(z) = −log p_w(y|z) − log p(z) draws codes of a chosen class (:func:`langevin_sample`).
 
 IntroVAC. One extra "fake" logit turns encoder + classifier into a discriminator: they learn to
 call reconstructions (decoded from detached latents) and prior samples fake, while the decoder
@@ -12,9 +15,14 @@ learns to make reconstructions that they call real *and* of the original image's
 prior samples that they call real. :func:`introvac_step` is Algorithm 1 of the paper: two
 optimiser steps per batch (encoder+classifier, then decoder).
 
-Scale of the terms: as in the authors' setting the β's weigh *means* — the L1 error per pixel,
-the BCE per logit, the KL per latent dimension — so β_AE = 100, β_CL = 10, β_reg = 3, β_G = 5,
-β_E,C = 0.01 (the paper's CelebA values, :data:`PAPER_BETAS`) keep their meaning at any image size.
+Weights. The paper's β's (:data:`PAPER_BETAS`: β_AE = 100, β_CL = 10, β_reg = 3, β_G = 5,
+β_E,C = 0.01) weigh *means*: the L1 error per pixel, the BCE per logit, the KL per latent
+dimension. Against a KL of weight 1 that reconstruction term is a Laplace decoder of scale
+:func:`laplace_scale` (≈ 3 pixel units at 32 px, latent 32): a blur. :class:`Calibrated` weights
+replace it with the σ-VAE's calibrated Gaussian (c = the batch's squared error per pixel) and keep
+the other terms' weights relative to the KL as the paper sets them (:func:`calibrated_weights`).
+The faces models are built on the course's backbone (:func:`face_vac`: ``face_vae`` nets, no
+BatchNorm, so real and generated batches never share batch statistics).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .face_vae import FaceDecoder, FaceEncoder, GaussianLikelihood
 from .losses import binary_labels, gaussian_kl, reparameterize
 from .train import model_mode
 from .widgets import LiveImage
@@ -52,7 +61,64 @@ class Betas:
             raise ValueError(f"the betas must be finite and non-negative, got {bad}")
 
 
-PAPER_BETAS = Betas()  # paper 001, section 4.1 (CelebA)
+PAPER_BETAS = Betas()  # Maggipinto et al. 2020, section 4.1 (CelebA)
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """Weights of the calibrated objective, in nats per image next to a Gaussian likelihood and a KL of weight 1.
+
+    The reconstruction term is −log N(x; G(z), c·I) with the σ-VAE's calibrated c (the batch's squared
+    error per pixel), the KL has weight ``kl`` (1: the ELBO); ``cl`` weighs the classifier's BCE summed
+    over its columns (−log p_w(y|z) in nats when ``cl`` = 1), ``g`` the decoder's adversarial terms
+    and ``ec`` the encoder's (both batch means of BCEs, as in Algorithm 1). :func:`calibrated_weights`
+    derives them from the paper's β's.
+    """
+
+    cl: float
+    g: float
+    ec: float
+    kl: float = 1.0
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in self.__dict__.items() if not (v >= 0 and math.isfinite(v))}
+        if bad:
+            raise ValueError(f"the weights must be finite and non-negative, got {bad}")
+
+
+Weights = Betas | Calibrated
+
+
+def calibrated_weights(latent_dim: int, n_attributes: int, betas: Betas = PAPER_BETAS, *, game: float = 1.0,
+                       ec: float | None = None) -> Calibrated:
+    """The paper's β's as weights next to the ELBO's KL of weight 1, with the reconstruction term calibrated.
+
+    The paper weighs a KL *per latent dimension* by β_reg: one nat of KL costs β_reg/d. Dividing every
+    β by that keeps each term's weight relative to the KL as the paper sets it: the classifier's BCE
+    (a mean over ``n_attributes`` columns in the paper, a sum here) gets β_CL·d/(β_reg·A), the
+    adversarial terms β_G·d/β_reg and β_E,C·d/β_reg. Only the reconstruction term changes: the paper's
+    β_AE on a per-pixel L1 is a Laplace decoder far wider than the error (a blur); here it is the
+    calibrated Gaussian. ``game`` multiplies both adversarial weights (``ec`` overrides the encoder's:
+    ``ec=0`` is the ablation in which the encoder never learns to call a generated image fake).
+    """
+    if latent_dim < 1 or n_attributes < 1:
+        raise ValueError(f"need latent_dim ≥ 1 and n_attributes ≥ 1, got {latent_dim} and {n_attributes}")
+    if not (game >= 0 and math.isfinite(game)):
+        raise ValueError(f"game must be a finite non-negative multiplier, got {game}")
+    per_kl = betas.reg / latent_dim
+    return Calibrated(cl=betas.cl / n_attributes / per_kl, g=game * betas.g / per_kl,
+                      ec=game * betas.ec / per_kl if ec is None else ec)
+
+
+def laplace_scale(betas: Betas, image_numel: int, latent_dim: int) -> float:
+    """The scale b of the Laplace decoder that the paper's β_AE (per-pixel L1) and β_reg (per-dimension KL) stand for.
+
+    β_AE·mean|x − x̂| + β_reg·KL/d = (β_reg/d)·(Σ|x − x̂|/b + KL) with b = β_reg·D/(β_AE·d): a
+    Laplace likelihood of scale b, in pixel units (pixels in [0, 1]), against a KL of weight 1.
+    """
+    if betas.ae <= 0 or betas.reg <= 0:
+        raise ValueError("β_AE and β_reg must be positive for the reconstruction term to be a likelihood")
+    return betas.reg * image_numel / (betas.ae * latent_dim)
 
 
 @dataclass
@@ -87,6 +153,7 @@ class VAC(nn.Module):
         if len(names) != n_attributes:
             raise ValueError(f"{len(names)} attribute names for {n_attributes} attributes")
         self.attribute_names = names
+        self.likelihood = GaussianLikelihood("optimal")  # used by the calibrated objective (Calibrated weights)
 
     # -- the three nets
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,7 +187,7 @@ class VAC(nn.Module):
         return self.attribute_names.index(attribute)
 
     def edit_latent(self, z: torch.Tensor, deltas: dict[str | int, float] | torch.Tensor) -> torch.Tensor:
-        """z + Σₐ δₐ·wₐ/‖wₐ‖: δ > 0 adds attribute a, δ < 0 removes it (paper 001, section 4.2)."""
+        """z + Σₐ δₐ·wₐ/‖wₐ‖: δ > 0 adds attribute a, δ < 0 removes it (Maggipinto et al. 2020, section 4.2)."""
         u = self.directions().to(z.device, z.dtype)
         if isinstance(deltas, dict):
             d = torch.zeros(self.n_attributes, device=z.device, dtype=z.dtype)
@@ -165,6 +232,16 @@ class VAC(nn.Module):
         return other
 
 
+def face_vac(attribute_names: Sequence[str], size: int = 32, latent_dim: int = 32, width: int = 32,
+             fake_logit: bool = False) -> VAC:
+    """A VAC on the faces backbone (``face_vae.FaceEncoder`` / ``FaceDecoder``, no BatchNorm), a logit per attribute."""
+    names = list(attribute_names)
+    if not names or isinstance(attribute_names, str):
+        raise ValueError("give the attributes as a list of names, e.g. face_vac(['glasses', 'facial_hair'])")
+    return VAC(FaceEncoder(size, latent_dim, width), FaceDecoder(size, latent_dim, width), len(names),
+               fake_logit=fake_logit, attribute_names=names)
+
+
 def l1_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """Mean absolute error per pixel, per example: IntroVAC's L_AE (L1 gives sharper images than MSE)."""
     return (x - x_hat).abs().flatten(1).mean(1)
@@ -180,33 +257,50 @@ def with_real_column(y: torch.Tensor, value: float = 0.0) -> torch.Tensor:
     return torch.cat([y, torch.full_like(y[:, :1], value)], dim=1)
 
 
-def vac_terms(model: VAC, x: torch.Tensor, y: torch.Tensor, betas: Betas = PAPER_BETAS) -> Terms:
-    """VAC's loss on a batch: β_AE·L1 + β_CL·BCE(y, C(z)) + β_reg·KL (batch means) and its parts.
+def objective(model: VAC, x: torch.Tensor, y: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+              x_hat: torch.Tensor, logits: torch.Tensor, weights: Weights = PAPER_BETAS) -> Terms:
+    """The VAC loss of one batch from its forward pass, under the paper's β's or the calibrated weights.
 
-    With a fake logit (IntroVAC) real images also teach it "real" (target 0), as the classifier's
-    extra class must be told what real looks like.
+    ``Betas`` (the paper): β_AE·mean L1 + β_CL·mean BCE + β_reg·KL/d. ``Calibrated``: the Gaussian
+    likelihood with the σ-VAE's c + kl·KL + cl·Σ BCE, nats per image. With a fake logit (IntroVAC)
+    real images also teach it "real" (target 0): the classifier's extra class must be told what real
+    looks like. Returns ``loss`` and, to print, ``l1`` and ``mse`` per pixel, ``bce`` per logit,
+    ``kl`` in nats per image, ``acc`` (attributes, threshold 0) and ``c`` (the variance used; for the
+    paper's weights the Laplace scale's variance 2b² is not a Gaussian c, so it reports the batch MSE).
     """
+    target = with_real_column(y) if model.fake_logit else y
+    l1 = l1_error(x, x_hat).mean()
+    kl = gaussian_kl(mu, logvar).mean()
+    bce_cols = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    mse = (x - x_hat).detach().pow(2).mean()
+    if isinstance(weights, Betas):
+        loss = weights.ae * l1 + weights.cl * bce_cols.mean() + weights.reg * kl / mu.shape[1]
+        c = mse
+    elif isinstance(weights, Calibrated):
+        nll, c = model.likelihood(x, x_hat)
+        loss = nll.mean() + weights.kl * kl + weights.cl * bce_cols.sum(1).mean()
+    else:
+        raise TypeError(f"weights must be introvac.Betas (the paper's) or introvac.Calibrated, got {type(weights)}")
+    acc = ((logits[:, :model.n_attributes] > 0).float() == y).float().mean()
+    return {"loss": loss, "l1": l1.detach(), "mse": mse, "bce": bce_cols.mean().detach(), "kl": kl.detach(),
+            "acc": acc, "c": c.detach()}
+
+
+def vac_terms(model: VAC, x: torch.Tensor, y: torch.Tensor, weights: Weights = PAPER_BETAS) -> Terms:
+    """VAC's loss on a batch (see :func:`objective`): z ~ q(z|x) in training, μ(x) in eval mode."""
     y = binary_labels(y, model.n_attributes, LABELS_FIX)
     mu, logvar = model.encode(x)
     z = reparameterize(mu, logvar) if model.training else mu
-    x_hat = model.decode(z)
-    logits = model.classifier(z)
-    target = with_real_column(y) if model.fake_logit else y
-    ae = l1_error(x, x_hat).mean()
-    cl = F.binary_cross_entropy_with_logits(logits, target)
-    kl = kl_per_dim(mu, logvar).mean()
-    acc = ((logits[:, :model.n_attributes] > 0).float() == y).float().mean()
-    loss = betas.ae * ae + betas.cl * cl + betas.reg * kl
-    return {"loss": loss, "l1": ae, "bce": cl, "kl": kl, "acc": acc}
+    return objective(model, x, y, mu, logvar, model.decode(z), model.classifier(z), weights)
 
 
-def vac_loss(betas: Betas = PAPER_BETAS) -> Callable[[VAC, tuple[torch.Tensor, ...]], Terms]:
-    """``loss_fn(model, (x, y))`` for ``vaecourse.fit``: the VAC objective."""
+def vac_loss(weights: Weights = PAPER_BETAS) -> Callable[[VAC, tuple[torch.Tensor, ...]], Terms]:
+    """``loss_fn(model, (x, y))`` for ``vaecourse.fit``: the VAC objective with the paper's or calibrated weights."""
 
     def loss_fn(model: VAC, batch: tuple[torch.Tensor, ...]) -> Terms:
         if len(batch) < 2:
             raise ValueError("the VAC loss needs (images, attribute labels) batches: fit(model, loss, [x, y])")
-        return vac_terms(model, batch[0], batch[1], betas)
+        return vac_terms(model, batch[0], batch[1], weights)
 
     return loss_fn
 
@@ -227,15 +321,15 @@ def fake_scores(model: VAC, x: torch.Tensor) -> torch.Tensor:
     return model.classifier(model.encode(x)[0])
 
 
-def introvac_step(model: VAC, optimizers: dict[str, torch.optim.Optimizer], betas: Betas = PAPER_BETAS,
+def introvac_step(model: VAC, optimizers: dict[str, torch.optim.Optimizer], weights: Weights = PAPER_BETAS,
                   generator: torch.Generator | None = None) -> Callable[[tuple[torch.Tensor, ...]], Terms]:
-    """``train_step(batch)`` for ``vaecourse.fit``: one batch of Algorithm 1 (paper 001).
+    """``train_step(batch)`` for ``vaecourse.fit``: one batch of Algorithm 1 (Maggipinto et al. 2020).
 
-    Step 1 (encoder + classifier) minimises
-    β_AE·L1(X, G(Z_r)) + β_CL·BCE([Y, real], C(Z_r)) + β_reg·KL + β_E,C·(BCE(fake | E(dt X_rr)) + BCE(fake | E(dt X_g)))
+    Step 1 (encoder + classifier) minimises the VAC objective (:func:`objective`: reconstruction,
+    classification with real images labelled real, KL) + ec·(BCE(fake | E(dt X_rr)) + BCE(fake | E(dt X_g)))
     with X_rr = G(dt Z_r) and X_g = G(Z_g), Z_g ~ N(0, I). Its backward pass also leaves the
     reconstruction's gradient in the decoder's ``.grad``. Step 2 (decoder) adds the gradient of
-    β_G·(BCE([Y, real] | C(E(X_rr))) + BCE(real | C(E(X_g)))), computed by a *fresh* encoder pass
+    g·(BCE([Y, real] | C(E(X_rr))) + BCE(real | C(E(X_g)))), computed by a *fresh* encoder pass
     after step 1 changed the encoder (backpropagating through the old pass would use weights that
     the optimiser overwrote in place), and steps the decoder on the sum.
     """
@@ -249,39 +343,91 @@ def introvac_step(model: VAC, optimizers: dict[str, torch.optim.Optimizer], beta
         # ---- step 1: encoder + classifier
         mu, logvar = model.encode(x)
         z_r = reparameterize(mu, logvar)
-        logits = model.classifier(z_r)
         x_r = model.decode(z_r)                                     # reconstruction: trains E and G
         x_rr = model.decode(z_r.detach())                           # the decoder's own graph, for step 2
         z_g = torch.randn(z_r.shape, generator=generator).to(x.device)
         x_g = model.decode(z_g)                                     # a prior sample, for step 2
-        real = with_real_column(y)
-        l1 = l1_error(x, x_r).mean()
-        bce = F.binary_cross_entropy_with_logits(logits, real)
-        kl = kl_per_dim(mu, logvar).mean()
+        terms = objective(model, x, y, mu, logvar, x_r, model.classifier(z_r), weights)
         fake_rr = fake_scores(model, x_rr.detach())[:, -1]          # dt: E,C's loss must not reach G
         fake_g = fake_scores(model, x_g.detach())[:, -1]
         ones = torch.ones_like(fake_rr)
         l_ec = F.binary_cross_entropy_with_logits(fake_rr, ones) + F.binary_cross_entropy_with_logits(fake_g, ones)
-        loss_ec = betas.ae * l1 + betas.cl * bce + betas.reg * kl + betas.ec * l_ec
+        loss_ec = terms["loss"] + weights.ec * l_ec
         loss_ec.backward()
         opt_ec.step()
-        # ---- step 2: decoder (its .grad already holds β_AE·∇θ L1 from step 1)
+        # ---- step 2: decoder (its .grad already holds the reconstruction term's gradient from step 1)
+        real = with_real_column(y)
         s_rr = fake_scores(model, x_rr)                             # fresh pass through the updated E and C
         s_g = fake_scores(model, x_g)[:, -1]
         l_g_r = F.binary_cross_entropy_with_logits(s_rr, real)      # right class and real
         l_g_g = F.binary_cross_entropy_with_logits(s_g, torch.zeros_like(s_g))  # looks real
-        loss_g = betas.g * (l_g_r + l_g_g)
+        loss_g = weights.g * (l_g_r + l_g_g)
         loss_g.backward(inputs=dec_params)                          # only θ collects this gradient
         opt_dec.step()
         with torch.no_grad():
-            acc = ((logits[:, :model.n_attributes] > 0).float() == y).float().mean()
             p_fake_rr = torch.sigmoid(fake_rr).mean()
             p_fake_g = torch.sigmoid(fake_g).mean()
-        return {"loss": loss_ec.detach(), "l1": l1.detach(), "bce": bce.detach(), "kl": kl.detach(),
-                "l_ec": l_ec.detach(), "l_g": (l_g_r + l_g_g).detach(), "acc": acc,
+        return {**terms, "loss": loss_ec.detach(), "l_ec": l_ec.detach(), "l_g": (l_g_r + l_g_g).detach(),
                 "p_fake_rec": p_fake_rr.detach(), "p_fake_gen": p_fake_g.detach()}
 
     return step
+
+
+# ----------------------------------------------------------------------------- edits along the normals, measured
+@torch.no_grad()
+def confident_deltas(model: VAC, images: torch.Tensor, labels: torch.Tensor, *, confidence: float = 0.9,
+                     share: float = 0.9, batch_size: int = 256) -> dict[tuple[str, str], float]:
+    """δ per (attribute, "add" | "remove"): the smallest step along wₐ/‖wₐ‖ that makes the latent classifier
+    ``confidence`` sure on ``share`` of the validation codes that lack (add) or have (remove) the attribute.
+
+    ``images``/``labels`` are *validation* faces with the model's label columns; the δ's are then used
+    unchanged on test faces (``edits.smallest_confident_delta``).
+    """
+    from .batching import batched_apply
+    from .edits import DIRECTIONS, smallest_confident_delta
+
+    y = binary_labels(labels, model.n_attributes, LABELS_FIX)
+    if images.shape[0] != y.shape[0]:
+        raise ValueError(f"{images.shape[0]} validation faces but {y.shape[0]} label rows: pass the labels of "
+                         "the same faces")
+    with model_mode(model, training=False):
+        mu = batched_apply(lambda b: model.encode(b)[0], images, batch_size)
+        units = model.directions()
+        out = {}
+        for i, name in enumerate(model.attribute_names):
+            for direction in DIRECTIONS:
+                keep = ((y[:, i] > 0.5) != (direction == "add")).to(mu.device)
+                if not bool(keep.any()):
+                    raise ValueError(f"no validation face {'without' if direction == 'add' else 'with'} {name!r}: "
+                                     "use more validation faces to choose δ")
+                out[(name, direction)] = smallest_confident_delta(
+                    lambda z, i=i: model.class_logits(z)[:, i], mu[keep], units[i], direction,
+                    confidence=confidence, share=share)
+    return out
+
+
+def edit_function(model: VAC, deltas: dict[tuple[str, str], float], unit: torch.Tensor | None = None
+                  ) -> Callable[[torch.Tensor, str, str], torch.Tensor]:
+    """``edit(x, attribute, direction)`` for ``edits.measure_edits``: decode μ(x) ± δ·wₐ/‖wₐ‖.
+
+    With ``unit`` (e.g. ``edits.random_unit``) every attribute moves along that direction instead, by
+    the same δ: the random-direction baseline.
+    """
+    from .edits import check_delta, latent_step
+
+    for d in deltas.values():
+        check_delta(d)
+
+    def edit(x: torch.Tensor, attribute: str, direction: str) -> torch.Tensor:
+        i = model.attribute_index(attribute)
+        if (attribute, direction) not in deltas:
+            raise ValueError(f"no δ for ({attribute!r}, {direction!r}); choose them with confident_deltas")
+        u = model.directions()[i] if unit is None else unit
+        with torch.no_grad():
+            mu = model.encode(x)[0]
+            return model.decode(latent_step(u, deltas[(attribute, direction)])(mu, direction))
+
+    return edit
 
 
 # ----------------------------------------------------------------------------- Langevin sampling of p(z | y)
@@ -311,7 +457,7 @@ def langevin_sample(model: VAC, target: dict[str | int, int] | Sequence[float] |
     """Draw n latents from p(z | y) ∝ p_w(y|z)·p(z) by Langevin dynamics, z ← z − α∇U + √(2α)·ε.
 
     ``target`` gives y for the attributes to condition on (a dict name→0/1; the others are left
-    free), or a full vector. Chains start from the prior (paper 001: α = 2·10⁻⁴, 5000 steps,
+    free), or a full vector. Chains start from the prior (Maggipinto et al. 2020: α = 2·10⁻⁴, 5000 steps,
     several chains, reject the samples the classifier does not put in the class). Each step takes
     the gradient of a fresh leaf with ``torch.autograd.grad``: nothing accumulates in ``.grad``.
     """

@@ -178,11 +178,9 @@ def ccvae() -> list[GalleryItem]:
 @lesson
 def introvac() -> list[GalleryItem]:
     from . import introvac as iv
-    from .resnet import ResNetDecoder, ResNetEncoder
 
     def vac() -> iv.VAC:
-        return iv.VAC(ResNetEncoder((3, 32, 32), 32, 8), ResNetDecoder((3, 32, 32), 32, 8), 2,
-                      attribute_names=FACE_ATTRIBUTES)
+        return iv.face_vac(FACE_ATTRIBUTES, size=32, latent_dim=32, width=16)  # the lesson's cpu size
 
     x, y = torch.rand(16, 3, 32, 32), torch.tensor([[0.0, 0.0]] * 8 + [[1.0, 0.0]] * 8)
     intro = vac().introspective_copy()
