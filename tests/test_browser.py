@@ -255,7 +255,8 @@ def test_every_lesson_widget_in_the_browser(browser, lab, artifacts, gallery):
             for move in item.moves:
                 control = item.live.controls[move.control]
                 round_trip: list[float] = []
-                timed_move(out, lambda: move_in_browser(out, control, move), status_text(item, move), round_trip)
+                timed_move(out, lambda o=out, c=control, m=move: move_in_browser(o, c, m), status_text(item, move),
+                           round_trip)
                 rows.append({"lesson": item.lesson, "widget": item.name, "move": status_text(item, move),
                              "kind": "button" if move.button else type(control).__name__,
                              "kernel_ms": kernel_ms(out), "round_trip_ms": round_trip[0]})
