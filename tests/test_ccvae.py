@@ -143,14 +143,74 @@ def test_bad_inputs_name_the_fix():
 
 def test_intervention_moves_only_its_characteristic_dimension():
     m = small("binary", n_labels=3, c_dim=3).eval()
+    names = ["a", "b", "c"]
     x = torch.rand(4, 1, 6, 6)
-    out = m.intervene(x, 1, 1.0, sample=False)
-    z = m.encode(x)[0].clone()
-    z[:, 1] = m.prior_mu[1, 1]
-    assert torch.allclose(out, m.decode(z), atol=1e-6)
+    z = m.encode(x)[0]
+    out = cc.edit_faces(m, x, names, "b", "add")
+    want = z.clone()
+    want[:, 1] = m.prior_mu[1, 1]
+    assert torch.allclose(out, m.decode(want), atol=1e-6)
+    assert torch.allclose(cc.edit_faces(m, x, names, 1, "remove", amount=0.0), cc.reconstruct(m, x), atol=1e-6)
+    half = cc.set_characteristic(m, z, 2, 0, amount=0.5)
+    assert torch.allclose(half[:, 2], 0.5 * (z[:, 2] + m.prior_mu[2, 0]), atol=1e-6)
+    assert torch.equal(half[:, [0, 1, 3, 4]], z[:, [0, 1, 3, 4]])
     swapped = m.swap(x, x.flip(0))
     zs, zc = m.split(m.encode(x)[0])[1], m.split(m.encode(x.flip(0))[0])[0]
     assert torch.allclose(swapped, m.decode(torch.cat([zc, zs], 1)), atol=1e-6)
+
+
+def test_random_baseline_steps_as_far_as_the_intervention():
+    m = small("binary", n_labels=3, c_dim=3).eval()
+    names = ["a", "b", "c"]
+    x = torch.rand(5, 1, 6, 6)
+    z = m.encode(x)[0]
+    moved = cc.random_step_faces(m, x, names, "a", "add", torch.Generator().manual_seed(0))
+    u = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
+    length = (m.prior_mu[0, 1] - z[:, 0]).abs().unsqueeze(1)  # each face's own intervention length
+    assert torch.allclose(moved, m.decode(z + length * u / u.norm(dim=1, keepdim=True)), atol=1e-6)
+    fns = cc.edit_functions(m, names, seed=1)
+    assert fns["edit"](x, "c", "remove").shape == x.shape and fns["random_edit"](x, "c", "add").shape == x.shape
+    walk = cc.latent_walk(m, x[:2], 1, steps=4)
+    assert walk.shape == (8, 1, 6, 6)
+
+
+def test_intervention_bad_input_names_the_fix():
+    m = small("binary", n_labels=3, c_dim=3).eval()
+    x = torch.rand(2, 1, 6, 6)
+    with pytest.raises(ValueError, match="not trained on 'beard'"):
+        cc.edit_faces(m, x, ["a", "b", "c"], "beard", "add")
+    with pytest.raises(ValueError, match="one name per attribute"):
+        cc.edit_functions(m, ["a", "b"])
+    with pytest.raises(ValueError, match="'add' or 'remove'"):
+        cc.edit_faces(m, x, ["a", "b", "c"], "a", "set")
+    with pytest.raises(ValueError, match="finite"):
+        cc.edit_faces(m, x, ["a", "b", "c"], "a", "add", amount=float("nan"))
+    with pytest.raises(ValueError, match="binary"):
+        cc.edit_faces(small(), x, ["a", "b", "c", "d"], "a", "add")
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        cc.latent_walk(m, x, 0, steps=1)
+
+
+def test_face_backbone_with_a_calibrated_likelihood():
+    torch.manual_seed(0)
+    m = cc.CCVAE((3, 32, 32), 3, 3, 5, labels="binary", kind="face", width=4, likelihood="optimal")
+    x = torch.rand(6, 3, 32, 32)
+    z = torch.randn(6, 8)
+    with torch.no_grad():
+        x_hat = m.decode(z)
+    assert x_hat.shape == x.shape and float(x_hat.min()) >= 0 and float(x_hat.max()) <= 1
+    c = float((x - x_hat).pow(2).mean())  # the σ-VAE's c: the batch's error per pixel
+    want = (x - x_hat).pow(2).flatten(1).sum(1) / (2 * c) + 0.5 * 3072 * math.log(2 * math.pi * c)
+    with torch.no_grad():
+        assert torch.allclose(m.reconstruction_nll(x, z), want, rtol=1e-4)
+    terms = cc.paper_supervised_terms(m, x, (torch.rand(6, 3) > 0.5).float(), detach_weight=True)
+    assert torch.isfinite(terms["loss"]).all()
+    with pytest.raises(ValueError, match="square RGB"):
+        cc.CCVAE((1, 28, 28), 10, 4, 4, kind="face")
+    with pytest.raises(ValueError, match="likelihood c"):
+        cc.CCVAE((3, 32, 32), 3, 3, 5, labels="binary", kind="face", likelihood="gauss")
+    with pytest.raises(ValueError, match="mlp, conv, face"):
+        cc.CCVAE((3, 32, 32), 3, 3, 5, labels="binary", kind="resnet")
 
 
 def _digits():
@@ -204,6 +264,8 @@ def test_measures_count_what_the_judge_reads():
     assert scores["success"] == [0.5, 0.5, 0.5] and scores["leakage"] == [0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="binary"):
         m.intervene(torch.rand(2, 1, 6, 6), 0, 1.0)
+    out = mb.intervene(x, 1, 1.0, sample=False)  # the redrawn variant at zero noise is the paper's intervention
+    assert torch.allclose(out, cc.edit_faces(mb, x, ["a", "b", "c"], "b", "add"), atol=1e-6)
 
 
 def test_digit_widget_decodes_the_class_mean_and_the_style():

@@ -16,6 +16,11 @@ Two label kinds and two objectives:
 * ``paper_*_terms``: the paper's supervised bound with the q(y|z_c)/q(y|x) weight, and an
   unsupervised bound that sums over y exactly (enumeration) instead of sampling it.
 
+On faces (``kind="face"``) the encoder and decoder are the course's face backbone
+(``vaecourse.face_vae``) with a calibrated Gaussian likelihood; ``edit_faces`` sets z_cᵢ to the mean of
+p(z_cᵢ|yᵢ = target) (the paper's intervention), ``random_step_faces`` is its same-length random baseline,
+and ``edit_functions`` hands both to ``vaecourse.edits.measure_edits``.
+
 All terms are per example in nats (sums over pixels and latent dimensions), like ``losses.py``.
 The lesson's baselines and judges are ``vaecourse.classifier.Classifier``s; ``digit_widget`` and
 ``face_widget`` are its live controls.
@@ -32,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .batching import batched_apply, minibatches
+from .face_vae import FaceDecoder, FaceEncoder, GaussianLikelihood, check_c
 from .losses import (
     bernoulli_entropy,
     bernoulli_nll,
@@ -47,18 +53,25 @@ from .train import History, fit, model_mode
 from .widgets import LiveImage
 
 LABEL_KINDS = ("categorical", "binary")
+NET_KINDS = ("mlp", "conv", "face")
 
 
 def _nets(image_shape: Sequence[int], latent_dim: int, kind: str, hidden: Sequence[int],
-          channels: Sequence[int]) -> tuple[nn.Module, nn.Module]:
-    """Encoder and logit decoder of the course's nets for ``kind`` "mlp" or "conv"."""
+          channels: Sequence[int], width: int) -> tuple[nn.Module, nn.Module]:
+    """Encoder and logit decoder: the course's MLPs or convs, or the faces backbone (``vaecourse.face_vae``)."""
     if kind == "mlp":
         return (MLPEncoder(image_shape, latent_dim, hidden),
                 MLPDecoder(image_shape, latent_dim, tuple(hidden)[::-1], logits=True))
     if kind == "conv":
         return (ConvEncoder(image_shape, latent_dim, channels),
                 ConvDecoder(image_shape, latent_dim, channels, logits=True))
-    raise ValueError(f"unknown net kind {kind!r}; choose 'mlp' or 'conv'")
+    if kind == "face":
+        if len(image_shape) != 3 or image_shape[0] != 3 or image_shape[1] != image_shape[2]:
+            raise ValueError(f"the faces backbone takes square RGB faces (3, size, size), got {tuple(image_shape)}; "
+                             "use kind='mlp' or 'conv' for other images")
+        size = image_shape[-1]
+        return FaceEncoder(size, latent_dim, width), FaceDecoder(size, latent_dim, width, logits=True)
+    raise ValueError(f"unknown net kind {kind!r}; choose one of {', '.join(NET_KINDS)}")
 
 
 class CCVAE(nn.Module):
@@ -67,11 +80,16 @@ class CCVAE(nn.Module):
     ``n_labels`` is the number of classes (categorical) or of attributes (binary; then ``c_dim``
     must equal it: one characteristic dimension per attribute). The first ``c_dim`` latent
     coordinates are z_c, the remaining ``s_dim`` are the style z_\\c.
+
+    ``kind="face"`` builds the faces backbone (``FaceEncoder``/``FaceDecoder`` of ``width`` channels).
+    ``likelihood`` is "bernoulli" (pixels as probabilities, report 000 on MNIST) or a Gaussian decoder
+    variance c as ``face_vae.GaussianLikelihood`` takes it: "optimal" (the σ-VAE's calibrated c, lesson 03),
+    "learned", or a fixed number.
     """
 
     def __init__(self, image_shape: Sequence[int], n_labels: int, c_dim: int, s_dim: int, *,
                  labels: str = "categorical", kind: str = "mlp", hidden: Sequence[int] = (512, 256),
-                 channels: Sequence[int] = (32, 64, 64)):
+                 channels: Sequence[int] = (32, 64, 64), width: int = 32, likelihood: str | float = "bernoulli"):
         super().__init__()
         if labels not in LABEL_KINDS:
             raise ValueError(f"unknown label kind {labels!r}; choose 'categorical' (one K-class label) or "
@@ -86,7 +104,9 @@ class CCVAE(nn.Module):
         self.image_shape = tuple(image_shape)
         self.labels, self.n_labels, self.c_dim, self.s_dim = labels, n_labels, c_dim, s_dim
         self.latent_dim = c_dim + s_dim
-        self.encoder, self.decoder = _nets(image_shape, self.latent_dim, kind, hidden, channels)
+        self.kind = kind
+        self.encoder, self.decoder = _nets(image_shape, self.latent_dim, kind, hidden, channels, width)
+        self.likelihood = None if likelihood == "bernoulli" else GaussianLikelihood(check_c(likelihood))
         if labels == "categorical":
             # one Gaussian per class over all of z_c; means spread at random so the classes start apart
             self.prior_mu = nn.Parameter(torch.randn(n_labels, c_dim))
@@ -134,6 +154,13 @@ class CCVAE(nn.Module):
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
+
+    def reconstruction_nll(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """−log p(x|z) in nats per image: Bernoulli on the logits, or Gaussian around the pixel means."""
+        logits = self.decoder(z)
+        if self.likelihood is None:
+            return bernoulli_nll(x, logits)
+        return self.likelihood(x, torch.sigmoid(logits))[0]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Pixel means in [0, 1] for latents z (N × (c_dim + s_dim))."""
@@ -262,7 +289,7 @@ def report_supervised_terms(model: CCVAE, x: torch.Tensor, y: torch.Tensor, beta
     y = model.check_labels(y)
     mu, lv, z = _encode_sample(model, x)
     (mu_c, mu_s), (lv_c, lv_s) = model.split(mu), model.split(lv)
-    rec = bernoulli_nll(x, model.decode_logits(z))
+    rec = model.reconstruction_nll(x, z)
     kl_s = gaussian_kl(mu_s, lv_s)
     pm, plv = model.cond_prior(y)
     kl_c = gaussian_kl_between(mu_c, lv_c, pm, plv)
@@ -282,7 +309,7 @@ def report_unsupervised_terms(model: CCVAE, x: torch.Tensor, beta: float = 0.05,
     mu, lv, z = _encode_sample(model, x)
     (mu_c, mu_s), (lv_c, lv_s) = model.split(mu), model.split(lv)
     zc = model.split(z)[0]
-    rec = bernoulli_nll(x, model.decode_logits(z))
+    rec = model.reconstruction_nll(x, z)
     kl_s = gaussian_kl(mu_s, lv_s)
     kl_c = gaussian_log_density(zc, mu_c, lv_c) - model.log_marginal_prior_c(zc)
     entropy = model.label_entropy(model.logits(zc))
@@ -302,19 +329,23 @@ def log_qy_given_x(model: CCVAE, mu_c: torch.Tensor, lv_c: torch.Tensor, y: torc
 
 
 def paper_supervised_terms(model: CCVAE, x: torch.Tensor, y: torch.Tensor, beta: float = 1.0, k: int = 16,
-                           detach_weight: bool = False) -> dict[str, torch.Tensor]:
+                           detach_weight: bool = False, classifier_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """The paper's labelled bound, negated: −(E_q(z|x)[w·log(p(x|z)p(z|y)/(q(y|z_c)q(z|x)))] + log q(y|x) + log p(y)).
 
     w = q(y|z_c)/q(y|x). The classifier inside w and inside log q(y|z_c) sees z_c *detached*
     (the encoder learns about y through log q(y|x) and p(z_c|y), not by bending the weight);
     log q(y|x) keeps its gradient: it is what trains the classifier. ``detach_weight`` also stops
     the gradient through w (treating it as a fixed importance weight). β scales the KL part.
+    ``classifier_weight`` α multiplies log q(y|x) (the bound is α = 1); like report 000's cross-entropy
+    weight it keeps the label terms from drowning next to a reconstruction of thousands of nats.
     """
+    if not (math.isfinite(classifier_weight) and classifier_weight > 0):
+        raise ValueError(f"classifier_weight must be a positive number (the bound's is 1), got {classifier_weight}")
     y = model.check_labels(y)
     mu, lv, z = _encode_sample(model, x)
     (mu_c, _), (lv_c, _) = model.split(mu), model.split(lv)
     zc, zs = model.split(z)
-    rec = bernoulli_nll(x, model.decode_logits(z))
+    rec = model.reconstruction_nll(x, z)
     pm, plv = model.cond_prior(y)
     log_pz = gaussian_log_density(zc, pm, plv) + gaussian_log_density(zs, torch.zeros_like(zs), torch.zeros_like(zs))
     log_qz = gaussian_log_density(z, mu, lv)
@@ -325,7 +356,7 @@ def paper_supervised_terms(model: CCVAE, x: torch.Tensor, y: torch.Tensor, beta:
     if detach_weight:
         w = w.detach()
     inner = -rec - beta * kl - log_qyzc
-    bound = w * inner + log_qyx + model.log_prior_y(y)
+    bound = w * inner + classifier_weight * log_qyx + model.log_prior_y(y)
     return {"loss": -bound, "rec": rec, "kl": kl, "log_qyx": log_qyx, "weight": w.detach()}
 
 
@@ -337,7 +368,7 @@ def paper_unsupervised_terms(model: CCVAE, x: torch.Tensor, beta: float = 1.0) -
     """
     mu, lv, z = _encode_sample(model, x)
     zc, zs = model.split(z)
-    rec = bernoulli_nll(x, model.decode_logits(z))
+    rec = model.reconstruction_nll(x, z)
     log_qz = gaussian_log_density(z, mu, lv)
     log_pzs = gaussian_log_density(zs, torch.zeros_like(zs), torch.zeros_like(zs))
     lg = model.logits(zc)
@@ -460,7 +491,7 @@ def class_interpolation(model: CCVAE, a: int, b: int, steps: int = 8,
                         style: torch.Tensor | None = None) -> torch.Tensor:
     """Decode the straight path between the prior means of classes a and b (style fixed, 0 by default)."""
     if model.labels != "categorical":
-        raise ValueError("class interpolation is for the categorical form; use intervene() for attributes")
+        raise ValueError("class interpolation is for the categorical form; use edit_faces() for attributes")
     t = torch.linspace(0, 1, steps, device=model.prior_mu.device).unsqueeze(1)
     zc = (1 - t) * model.prior_mu[a] + t * model.prior_mu[b]
     zs = torch.zeros(steps, model.s_dim, device=zc.device) if style is None else style.to(zc.device).expand(steps, -1)
@@ -476,7 +507,8 @@ def conditional_generation_accuracy(model: CCVAE, judge: Callable[[torch.Tensor]
     Draws z_c ~ p(z_c|y), z_\\c ~ N(0, I) for every class; returns the overall accuracy and one per class.
     """
     if model.labels != "categorical":
-        raise ValueError("conditional_generation_accuracy is for the categorical form; use intervention_scores")
+        raise ValueError("conditional_generation_accuracy is for the categorical form; "
+                         "measure attribute edits with vaecourse.edits")
     dev = model.prior_mu.device
     y = torch.arange(model.n_labels, device=dev).repeat_interleave(n_per_class)
     with model_mode(model, training=False):
@@ -508,6 +540,110 @@ def intervention_scores(model: CCVAE, x: torch.Tensor, judge: Callable[[torch.Te
             success.append(sum(s) / 2)
             leakage.append(sum(lk) / 2)
     return {"success": success, "leakage": leakage}
+
+
+# ---------------------------------------------------------------------- interventions as the paper makes them
+def _attribute_column(model: CCVAE, attributes: Sequence[str], attribute: str | int) -> int:
+    """The z_c dimension of ``attribute`` (a name in ``attributes``, or an index), else a ValueError naming them."""
+    if model.labels != "binary":
+        raise ValueError("interventions on one attribute need the binary (per-attribute) form: labels='binary'")
+    names = list(attributes)
+    if len(names) != model.n_labels:
+        raise ValueError(f"give one name per attribute the model was trained on: it has {model.n_labels}, got {names}")
+    if isinstance(attribute, str):
+        if attribute not in names:
+            raise ValueError(f"the model was not trained on {attribute!r}; it knows {', '.join(names)}")
+        return names.index(attribute)
+    if not 0 <= int(attribute) < model.n_labels:
+        raise ValueError(f"attribute index must be in 0..{model.n_labels - 1}, got {attribute}")
+    return int(attribute)
+
+
+def _target(direction: str) -> int:
+    if direction not in ("add", "remove"):
+        raise ValueError(f"direction must be 'add' or 'remove', got {direction!r}")
+    return 1 if direction == "add" else 0
+
+
+def set_characteristic(model: CCVAE, z: torch.Tensor, i: int, value: int, amount: float = 1.0) -> torch.Tensor:
+    """A copy of ``z`` with z_c,i moved ``amount`` of the way to the mean of p(z_c,i | y_i = value).
+
+    ``amount`` = 1 sets it to that mean (the paper's intervention); values between 0 and 1 walk there.
+    Every other coordinate (the other z_c dimensions, the style) is left as it is.
+    """
+    if not math.isfinite(float(amount)):
+        raise ValueError(f"amount must be a finite number (1 = at the prior mean), got {amount!r}")
+    out = z.clone()
+    target = model.prior_mu[i, int(value)].detach()
+    out[:, i] = out[:, i] + float(amount) * (target - out[:, i])
+    return out
+
+
+@torch.no_grad()
+def reconstruct(model: CCVAE, x: torch.Tensor) -> torch.Tensor:
+    """Decode the posterior mean: the unedited reconstruction every edit is compared with."""
+    with model_mode(model, training=False):
+        return model.decode(model.encode(x)[0])
+
+
+@torch.no_grad()
+def edit_faces(model: CCVAE, x: torch.Tensor, attributes: Sequence[str], attribute: str | int, direction: str,
+               amount: float = 1.0) -> torch.Tensor:
+    """The paper's intervention: encode, put z_c,i at the mean of p(z_c,i | y_i = target), decode.
+
+    ``direction`` "add" targets y_i = 1, "remove" y_i = 0; ``amount`` < 1 stops part of the way.
+    """
+    i, v = _attribute_column(model, attributes, attribute), _target(direction)
+    with model_mode(model, training=False):
+        z = model.encode(x)[0]
+        return model.decode(set_characteristic(model, z, i, v, amount))
+
+
+@torch.no_grad()
+def random_step_faces(model: CCVAE, x: torch.Tensor, attributes: Sequence[str], attribute: str | int, direction: str,
+                      generator: torch.Generator) -> torch.Tensor:
+    """The baseline for :func:`edit_faces`: each face's latent moved as far, along a random direction of the whole z.
+
+    The step length of each face is |μ_i(target) − z_c,i|, the length of its own intervention;
+    the direction is drawn uniformly on the sphere, one per face, from ``generator``.
+    """
+    i, v = _attribute_column(model, attributes, attribute), _target(direction)
+    with model_mode(model, training=False):
+        z = model.encode(x)[0]
+        length = (model.prior_mu[i, v] - z[:, i]).abs().unsqueeze(1)
+        u = torch.randn(z.shape, generator=generator).to(z.device)
+        return model.decode(z + length * u / u.norm(dim=1, keepdim=True))
+
+
+def edit_functions(model: CCVAE, attributes: Sequence[str], seed: int = 0
+                   ) -> dict[str, Callable[..., torch.Tensor]]:
+    """``reconstruct``, ``edit`` and ``random_edit`` as ``vaecourse.edits.measure_edits`` takes them."""
+    _attribute_column(model, attributes, 0)  # the form and the names, checked once here
+    gen = torch.Generator().manual_seed(seed)
+    return {"reconstruct": lambda x: reconstruct(model, x),
+            "edit": lambda x, a, d: edit_faces(model, x, attributes, a, d),
+            "random_edit": lambda x, a, d: random_step_faces(model, x, attributes, a, d, gen)}
+
+
+@torch.no_grad()
+def latent_walk(model: CCVAE, x: torch.Tensor, attribute: int, steps: int = 7, lim: float = 0.5) -> torch.Tensor:
+    """Decode ``x`` with z_c,i walked from beyond the mean of p(z_c,i|y_i=0) to beyond that of y_i=1.
+
+    Returns (len(x)·steps, C, H, W), row by row: face k at step 0..steps−1. The walk spans
+    [μ_i(0) − lim·d, μ_i(1) + lim·d] with d = μ_i(1) − μ_i(0); everything else stays at the posterior mean.
+    """
+    if model.labels != "binary" or not 0 <= attribute < model.n_labels:
+        raise ValueError(f"latent walks need the binary form and an attribute index in 0..{model.n_labels - 1}")
+    if steps < 2:
+        raise ValueError(f"a walk needs at least 2 steps, got {steps}")
+    with model_mode(model, training=False):
+        z = model.encode(x)[0]
+        lo, hi = model.prior_mu[attribute, 0], model.prior_mu[attribute, 1]
+        d = hi - lo
+        values = torch.linspace(float(lo - lim * d), float(hi + lim * d), steps, device=z.device)
+        zz = z.unsqueeze(1).repeat(1, steps, 1)
+        zz[:, :, attribute] = values
+        return model.decode(zz.reshape(-1, z.shape[1]))
 
 
 # ---------------------------------------------------------------------- live widgets

@@ -168,7 +168,7 @@ def ccvae() -> list[GalleryItem]:
 
     mnist = cc.CCVAE((1, 28, 28), 10, c_dim=16, s_dim=16, hidden=(256, 128))
     digits = cc.digit_widget(mnist, seed=7)
-    faces = cc.CCVAE((3, 32, 32), 3, c_dim=3, s_dim=29, labels="binary", hidden=(512, 256))
+    faces = cc.CCVAE((3, 32, 32), 3, c_dim=3, s_dim=29, labels="binary", kind="face", width=32, likelihood="optimal")
     face = cc.face_widget(faces, torch.rand(3, 32, 32), torch.tensor([1.0, 0.0, 1.0]),
                           ["glasses", "facial_hair", "smile"], seed=3)
     return [GalleryItem("05_ccvae", "digit fixed, style moves", digits, [Move("digit", "7"), Move("style_a", 1.5)]),
@@ -198,7 +198,7 @@ def csvae() -> list[GalleryItem]:
     from . import csvae as cs
 
     x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 2, (16, 2)).float()
-    model = cs.CSVAE((3, 32, 32), 2, z_dim=16, w_dim=2, channels=(32, 64, 32))
+    model = cs.CSVAE((3, 32, 32), 2, z_dim=32, w_dim=2)  # the lesson's size: the backbone of width 32
     live = cs.w_widget(model, x, y, FACE_ATTRIBUTES)
     return [GalleryItem("07_csvae", "2-D pad of w per attribute", live,
                         [Move("glasses[0]", 3.0), Move("glasses[1]", 3.0)])]
