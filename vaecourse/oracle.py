@@ -7,19 +7,27 @@ factors move (leakage)? Its penultimate features give an image-quality score, th
 distance between real and generated images *in the oracle's feature space* (this is not
 Inception FID, whose weights cannot be downloaded everywhere; its numbers are not comparable).
 
-Training takes well under a minute on a CPU; the weights are cached on disk under a key made of
-FACES_VERSION, ORACLE_VERSION and the faces' parameters, written atomically and read back with
-``torch.load(..., weights_only=True)``. A cached oracle of another faces version is retrained,
-never silently reused.
+A decoder's images are softer and noisier than the data, so the oracle is trained on faces
+randomly blurred, noised and re-contrasted (:class:`Augmentation`); without that it misses glasses
+on almost every face blurred by one pixel. :func:`robustness_table` measures what it reads under
+each such condition (recall and false positives per attribute), and the table computed at training
+time is kept in the oracle's ``meta["robustness"]``.
+
+Training takes about a minute on a CPU; the weights are cached on disk under a key made of
+FACES_VERSION, ORACLE_VERSION, the faces' parameters and the training recipe, written atomically
+and read back with ``torch.load(..., weights_only=True)``. A cached oracle of another faces
+version is retrained, never silently reused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -31,8 +39,9 @@ from .batching import batched_apply
 from .data import REPO_DATA
 from .faces import FaceConfig, attribute_index
 
-ORACLE_VERSION = "1"  # bump when the net, its training or its saved format changes
+ORACLE_VERSION = "2"  # bump when the net, its training or its saved format changes
 UNIFORM_STD = 12 ** -0.5  # std of a factor uniform on [0, 1]: the factors' scale for the regression head
+QUALITY_WEIGHT = 0.25  # weight of the blur/noise read-back: enough to keep blur in the features, small beside the rest
 
 
 def cache_dir() -> Path:
@@ -41,8 +50,96 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else REPO_DATA / "cache"
 
 
+def gaussian_blur(images: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+    """Blur (N, C, H, W) images by a Gaussian of std ``sigma`` pixels: one number, or one per image (0 = unchanged).
+
+    The kernel reaches 3 sigma and the borders reflect, as in torchvision's ``gaussian_blur`` with
+    ``kernel_size = 2 * ceil(3 * sigma) + 1`` (the same numbers for one sigma).
+    """
+    n, c, h, w = images.shape
+    sig = torch.as_tensor(sigma, dtype=images.dtype, device=images.device).flatten()
+    if sig.numel() == 1:
+        sig = sig.expand(n)
+    if sig.numel() != n:
+        raise ValueError(f"sigma must be one number or one per image ({n}), got {sig.numel()}")
+    if not bool(torch.isfinite(sig).all()) or bool((sig < 0).any()):
+        raise ValueError("sigma must be finite and >= 0 (pixels)")
+    radius = math.ceil(3 * float(sig.max())) if n else 0
+    if radius == 0:
+        return images.clone()
+    if radius >= min(h, w):
+        raise ValueError(f"sigma {float(sig.max()):g} px is too wide for {h}x{w} images")
+    d = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    k = torch.exp(-0.5 * (d / sig.clamp_min(1e-3)[:, None]) ** 2)  # sigma 0: a unit impulse
+    k = k * (d.abs() <= torch.ceil(3 * sig)[:, None])  # each image's kernel ends at its own 3 sigma
+    k = k / k.sum(1, keepdim=True)  # (N, K)
+
+    def matrix(size: int) -> torch.Tensor:  # (N, size, size): blurring one axis, borders reflected
+        i = torch.arange(size, device=images.device)[:, None] + d.long()[None]  # (size, K) source pixels
+        i = torch.where(i < 0, -i, torch.where(i >= size, 2 * (size - 1) - i, i))
+        m = torch.zeros(n, size, size, dtype=images.dtype, device=images.device)
+        return m.scatter_add_(2, i.expand(n, -1, -1), k[:, None, :].expand(n, size, -1))
+
+    # two batched matrix products (rows, then columns) run far faster on a CPU than per-image depthwise convs
+    rows = matrix(h)
+    cols = rows if w == h else matrix(w)
+    return rows[:, None] @ images @ cols[:, None].transpose(-1, -2)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How training faces are degraded so the oracle reads decoders' images, which are softer than the data.
+
+    Each face is left as drawn with probability ``p_clean``; otherwise it is blurred by a Gaussian of
+    sigma drawn uniformly in [0, ``max_blur``] pixels (for 32 px; scaled with the image size), gets
+    a random contrast and brightness change, and with probability ``p_noise`` additive pixel noise
+    of std drawn in [0, ``max_noise``]. Only appearance changes: the labels stay true, so a face
+    whose glasses are blurred is still a face with glasses, and a smudge without them is not.
+    """
+
+    p_clean: float = 0.2
+    max_blur: float = 2.0
+    contrast: float = 0.15
+    brightness: float = 0.05
+    p_noise: float = 0.5
+    max_noise: float = 0.15
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Degraded copies of the faces ``x`` (N, 3, H, W) in [0, 1]."""
+        return self.apply(x, generator)[0]
+
+    def scales(self, size: int) -> tuple[float, float]:
+        """The largest blur (pixels, at ``size``) and noise std this augmentation draws."""
+        return self.max_blur * size / 32, self.max_noise
+
+    def apply(self, x: torch.Tensor, generator: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Degraded faces, and each face's blur sigma (pixels) and noise std (0 for a face left as drawn)."""
+        n = x.shape[0]
+
+        def uniform(*shape: int) -> torch.Tensor:
+            return torch.rand(*shape, generator=generator, device=x.device, dtype=x.dtype)
+
+        keep = (uniform(n) < self.p_clean).to(x.dtype).view(n, 1, 1, 1)
+        sigma = uniform(n) * self.scales(x.shape[-1])[0]
+        y = gaussian_blur(x, sigma)
+        mean = y.mean((1, 2, 3), keepdim=True)
+        gain = 1 + self.contrast * (2 * uniform(n, 1, 1, 1) - 1)
+        shift = self.brightness * (2 * uniform(n, 1, 1, 1) - 1)
+        y = (y - mean) * gain + mean + shift
+        std = self.max_noise * uniform(n, 1, 1, 1) * (uniform(n, 1, 1, 1) < self.p_noise).to(x.dtype)
+        y = y + std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        degraded = 1 - keep.flatten()
+        return torch.lerp(y.clamp(0.0, 1.0), x, keep), sigma * degraded, std.flatten() * degraded
+
+
 class OracleNet(nn.Module):
-    """Conv trunk -> 128 features -> attribute logits and standardised factor predictions."""
+    """Conv trunk -> 128 features -> attribute logits, standardised factors, and (``quality_head``) blur and noise.
+
+    The quality head is trained to read back the augmentation's blur and noise, so the features
+    keep what blur does to an image while the attribute head learns to see past it: the Fréchet
+    distance in these features still grows with blur.
+    """
 
     def __init__(self, size: int = 32, n_attributes: int = 3, n_factors: int = 12, width: int = 16,
                  n_features: int = 128) -> None:
@@ -61,6 +158,7 @@ class OracleNet(nn.Module):
         )
         self.attr_head = nn.Linear(n_features, n_attributes)
         self.factor_head = nn.Linear(n_features, n_factors)
+        self.quality_head = nn.Linear(n_features, 2)  # blur and noise read back: keeps them in the features
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h = self.trunk(x)
@@ -68,14 +166,23 @@ class OracleNet(nn.Module):
 
 
 def oracle_loss(model: OracleNet, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-    """Binary cross-entropy on the attributes plus squared error on the standardised factors."""
-    x, y, f = batch
-    logits, fpred, _ = model(x.contiguous(memory_format=torch.channels_last))  # faster convs on CPU
+    """Binary cross-entropy on the attributes plus squared error on the standardised factors.
+
+    A batch (x, y, f, q) with q the (N, 2) blur and noise applied to x, each in [0, 1] of its largest
+    value, also trains the quality head on them (squared error on the factors' scale, times QUALITY_WEIGHT).
+    """
+    x, y, f = batch[:3]
+    logits, fpred, h = model(x.contiguous(memory_format=torch.channels_last))  # faster convs on CPU
     bce = F.binary_cross_entropy_with_logits(logits, y)
     mse = F.mse_loss(fpred, (f - 0.5) / UNIFORM_STD)
+    terms = {"bce": bce, "factor_mse": mse}
+    loss = bce + mse
+    if len(batch) > 3:
+        terms["quality_mse"] = F.mse_loss(model.quality_head(h), (batch[3] - 0.5) / UNIFORM_STD)
+        loss = loss + QUALITY_WEIGHT * terms["quality_mse"]
     with torch.no_grad():
         acc = ((logits > 0).float() == y).float().mean()
-    return {"loss": bce + mse, "bce": bce, "factor_mse": mse, "accuracy": acc}
+    return {"loss": loss, **terms, "accuracy": acc}
 
 
 class AttributeOracle:
@@ -92,17 +199,45 @@ class AttributeOracle:
         self.net.to(self.device)
         self.trained_now = bool(meta.get("trained_now", False))
 
+    def check_images(self, images: torch.Tensor) -> None:
+        """Raise a ValueError that names the fix unless ``images`` is (N, 3, size, size), float, finite."""
+        want = f"(N, 3, {self.size}, {self.size}) float images in [0, 1]"
+        if not isinstance(images, torch.Tensor):
+            raise ValueError(f"the oracle takes a tensor of {want}, got {type(images).__name__}")
+        if images.ndim != 4:
+            hint = "; for one image pass x[None]" if images.ndim == 3 else ""
+            raise ValueError(f"the oracle takes a batch of {want}, got shape {tuple(images.shape)}{hint}")
+        if images.shape[1] != 3:
+            hint = (": grey images can be repeated to RGB with x.expand(-1, 3, -1, -1)" if images.shape[1] == 1
+                    else "; channels come second (N, C, H, W): for (N, H, W, C) pass x.permute(0, 3, 1, 2)"
+                    if images.shape[-1] == 3 else "")
+            raise ValueError(f"the oracle reads RGB faces {want}, got {images.shape[1]} channels "
+                             f"(shape {tuple(images.shape)}){hint}")
+        if images.shape[2:] != (self.size, self.size):
+            h, w = images.shape[2:]
+            fix = (f"load_oracle({h}) reads {h}x{w} faces" if h == w and h in faces.SIZES
+                   else "resize them with torch.nn.functional.interpolate")
+            raise ValueError(f"this oracle reads {self.size}x{self.size} faces {want}, got {h}x{w} images; {fix}")
+        if not images.is_floating_point():
+            raise ValueError(f"the oracle takes {want}, got dtype {images.dtype}; "
+                             "for 8-bit images pass x.float() / 255")
+        if images.numel() and not bool(torch.isfinite(images).all()):
+            raise ValueError("the images hold NaN or infinite values: check the model that drew them")
+
     @torch.no_grad()
-    def _run(self, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if images.ndim != 4 or images.shape[1:] != (3, self.size, self.size):
-            raise ValueError(f"the oracle takes (N, 3, {self.size}, {self.size}) images in [0, 1], "
-                             f"got {tuple(images.shape)}; load_oracle(size=...) for another size")
-        outs = batched_apply(lambda b: tuple(self.net(b.to(self.device, torch.float32))), images, batch_size)
-        return tuple(o.cpu() for o in outs)  # type: ignore[return-value]
+    def _run(self, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, ...]:
+        """Attribute logits, standardised factors, features and quality outputs, in batches."""
+        self.check_images(images)
+
+        def one(b: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            logits, factors, h = self.net(b.to(self.device, torch.float32))
+            return logits, factors, h, self.net.quality_head(h)
+
+        return tuple(o.cpu() for o in batched_apply(one, images, batch_size))
 
     def read(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Attribute probabilities (N, A) and read-back factors (N, F) from one pass over ``images``."""
-        logits, factors, _ = self._run(images)
+        logits, factors = self._run(images)[:2]
         return torch.sigmoid(logits), factors * UNIFORM_STD + 0.5
 
     def predict_attributes(self, images: torch.Tensor) -> torch.Tensor:
@@ -116,6 +251,17 @@ class AttributeOracle:
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Penultimate features (N, 128): the space of :func:`frechet_distance`."""
         return self._run(images)[2]
+
+    def blur_and_noise(self, images: torch.Tensor) -> torch.Tensor:
+        """Blur sigma (pixels) and noise std (N, 2) the oracle reads in ``images`` (0, 0 for crisp faces).
+
+        Read back as the training augmentation drew them, so within its range (``meta["augmentation"]``).
+        """
+        augment = self.meta.get("augmentation")
+        if not augment:
+            raise ValueError("this oracle was trained without augmentation: it cannot read blur or noise")
+        scale = torch.tensor(Augmentation(**augment).scales(self.size))
+        return ((self._run(images)[3] * UNIFORM_STD + 0.5) * scale).clamp_min(0.0)
 
     def accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """Per-attribute accuracy on labelled images (labels (N, A) in the oracle's column order)."""
@@ -135,17 +281,27 @@ class AttributeOracle:
         return f"AttributeOracle(size={self.size}, attributes={self.attributes}, held-out accuracy: {acc})"
 
 
-def oracle_key(config: FaceConfig, n_train: int, epochs: int) -> str:
-    """Cache key: faces version and parameters, oracle version and training budget."""
+DEFAULT_AUGMENTATION = Augmentation()
+
+
+def oracle_key(config: FaceConfig, n_train: int, epochs: int,
+               augment: Augmentation | None = DEFAULT_AUGMENTATION, seed: int = 0) -> str:
+    """Cache key: faces version and parameters, oracle version, training budget, augmentation and seed."""
     blob = json.dumps({"faces": config.key(include_sizes=False), "faces_version": faces.FACES_VERSION,
-                       "oracle_version": ORACLE_VERSION, "n_train": n_train, "epochs": epochs}, sort_keys=True)
+                       "oracle_version": ORACLE_VERSION, "n_train": n_train, "epochs": epochs, "seed": seed,
+                       "augment": asdict(augment) if augment is not None else None}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def train_oracle(config: FaceConfig | None = None, *, n_train: int = 10000, n_test: int = 2000, epochs: int = 3,
+def train_oracle(config: FaceConfig | None = None, *, n_train: int = 20000, n_test: int = 2000, epochs: int = 4,
                  batch_size: int = 128, lr: float = 2e-3, seed: int = 0, device: torch.device | str | None = None,
+                 augment: Augmentation | None = DEFAULT_AUGMENTATION, width: int = 24, n_robustness: int = 1000,
                  progress: bool | None = None) -> AttributeOracle:
-    """Train an oracle on ``n_train`` faces of ``config``'s train split; report accuracy on its test split."""
+    """Train an oracle on ``n_train`` faces of ``config``'s train split, each batch degraded by ``augment``.
+
+    Its accuracy on crisp faces of the test split goes to ``meta["accuracy"]`` and the robustness
+    table on ``n_robustness`` test faces (0 skips it) to ``meta["robustness"]``.
+    """
     from .config import pick_device
     from .train import fit
 
@@ -155,26 +311,40 @@ def train_oracle(config: FaceConfig | None = None, *, n_train: int = 10000, n_te
     train = faces.load_faces("train", n=n_train, config=config)
     test = faces.load_faces("test", n=n_test, config=config)
     torch.manual_seed(seed)
-    net = OracleNet(config.size, len(faces.ATTRIBUTES), len(faces.FACTOR_NAMES))
+    net = OracleNet(config.size, len(faces.ATTRIBUTES), len(faces.FACTOR_NAMES), width=width)
     net = net.to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
+    noise = torch.Generator(device=device).manual_seed(seed + 1)  # the augmentation's own stream
+
+    def loss(model: OracleNet, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        x, y, f = batch
+        if augment is None:
+            return oracle_loss(model, (x, y, f))
+        x, sigma, std = augment.apply(x, noise)
+        scale = torch.tensor(augment.scales(x.shape[-1]), device=x.device).clamp_min(1e-6)
+        quality = torch.stack([sigma, std], 1) / scale
+        return oracle_loss(model, (x, y, f, quality))
 
     def halve_lr(epoch: int, history: object) -> None:  # a short schedule: lr, lr/2, lr/4, ...
         for group in opt.param_groups:
             group["lr"] *= 0.5
 
     tensors = [t.to(device) for t in (train.images, train.labels, train.factors)]
-    history = fit(net, oracle_loss, tensors, epochs=epochs, batch_size=batch_size, optimizer=opt, seed=seed,
+    history = fit(net, loss, tensors, epochs=epochs, batch_size=batch_size, optimizer=opt, seed=seed,
                   desc="faces oracle", progress=progress, on_epoch_end=halve_lr)
     seconds = time.perf_counter() - start
     meta = {"oracle_version": ORACLE_VERSION, "faces_version": faces.FACES_VERSION,
-            "key": oracle_key(config, n_train, epochs), "config": config.as_dict(), "size": config.size,
+            "key": oracle_key(config, n_train, epochs, augment, seed), "config": config.as_dict(), "size": config.size,
             "attributes": list(faces.ATTRIBUTES), "factor_names": list(faces.FACTOR_NAMES),
-            "factor_std": train.factors.std(0).tolist(), "n_train": n_train, "epochs": epochs,
+            "factor_std": train.factors.std(0).tolist(), "n_train": n_train, "epochs": epochs, "seed": seed,
+            "width": width,
+            "augmentation": asdict(augment) if augment is not None else None,
             "train_seconds": seconds, "final_loss": history.last("loss") if history.epochs else float("nan")}
     oracle = AttributeOracle(net.cpu(), meta, device)
     meta["accuracy"] = oracle.accuracy(test.images, test.labels)
     meta["factor_r2"] = oracle.factor_r2(test.images, test.factors)
+    if n_robustness:
+        meta["robustness"] = robustness_table(oracle, n_robustness)
     return oracle
 
 
@@ -187,8 +357,9 @@ def _save(path: Path, oracle: AttributeOracle) -> None:
 
 
 def load_oracle(config: FaceConfig | int | None = None, device: torch.device | str | None = None, *,
-                retrain: bool = False, cache: str | Path | None = None, n_train: int = 10000, epochs: int = 3,
-                seed: int = 0, verbose: bool = True, progress: bool | None = None) -> AttributeOracle:
+                retrain: bool = False, cache: str | Path | None = None, n_train: int = 20000, epochs: int = 4,
+                seed: int = 0, augment: Augmentation | None = DEFAULT_AUGMENTATION, verbose: bool = True,
+                progress: bool | None = None) -> AttributeOracle:
     """The oracle for faces ``config`` (or an image size, 32 or 64): from the cache, else trained and cached.
 
     A cached file whose recorded faces/oracle version or parameters differ from today's is
@@ -196,7 +367,7 @@ def load_oracle(config: FaceConfig | int | None = None, device: torch.device | s
     """
     if config is None or isinstance(config, int):
         config = FaceConfig(size=config or 32)
-    key = oracle_key(config, n_train, epochs)
+    key = oracle_key(config, n_train, epochs, augment, seed)
     folder = Path(cache).expanduser() if cache is not None else cache_dir()
     path = folder / f"faces_oracle_{config.size}px_{key}.pt"
     say = print if verbose else (lambda *a, **k: None)
@@ -212,7 +383,7 @@ def load_oracle(config: FaceConfig | int | None = None, device: torch.device | s
             elif meta.get("key") != key:
                 reason = "its faces parameters differ"
             else:
-                net = OracleNet(config.size, len(meta["attributes"]), len(meta["factor_names"]))
+                net = OracleNet(config.size, len(meta["attributes"]), len(meta["factor_names"]), meta.get("width", 16))
                 net.load_state_dict(blob["state_dict"])
         except Exception as err:  # an unreadable or mismatched cache file is replaced, not trusted
             reason = f"it could not be read ({type(err).__name__}: {err})"
@@ -222,7 +393,8 @@ def load_oracle(config: FaceConfig | int | None = None, device: torch.device | s
                 + ", ".join(f"{k} {v:.3f}" for k, v in meta["accuracy"].items()) + ")")
             return oracle
         say(f"cached oracle {path} not used: {reason}; retraining")
-    oracle = train_oracle(config, n_train=n_train, epochs=epochs, seed=seed, device=device, progress=progress)
+    oracle = train_oracle(config, n_train=n_train, epochs=epochs, seed=seed, device=device, augment=augment,
+                          progress=progress)
     oracle.meta["trained_now"] = True
     oracle.trained_now = True
     _save(path, oracle)
@@ -265,6 +437,77 @@ def edit_metrics(oracle: AttributeOracle, edited_images: torch.Tensor, target_at
     out["factor_leakage"] = float(per.mean())
     out["factor_shift"] = {name: float(v) for name, v in zip(oracle.factor_names, per)}
     return out
+
+
+DEFAULT_SIGMAS: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5)
+DEFAULT_NOISE: tuple[float, ...] = (0.05, 0.1)
+
+
+def _rates(prob: torch.Tensor, truth: torch.Tensor, threshold: float) -> dict[str, float | int]:
+    seen, pos = prob > threshold, truth > 0.5
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    return {"recall": float((seen & pos).sum()) / n_pos if n_pos else float("nan"),
+            "false_positive_rate": float((seen & ~pos).sum()) / n_neg if n_neg else float("nan"),
+            "accuracy": float((seen == pos).float().mean()) if len(pos) else float("nan"),
+            "n_pos": n_pos, "n_neg": n_neg}
+
+
+def robustness_table(oracle: AttributeOracle, n: int = 1000, *, sigmas: Sequence[float] = DEFAULT_SIGMAS,
+                     noise: Sequence[float] = DEFAULT_NOISE, toggled: bool = True, split: str = "test",
+                     seed: int = 0, threshold: float = 0.5) -> list[dict[str, object]]:
+    """What the oracle reads on degraded faces: recall and false positives per attribute and condition.
+
+    The first ``n`` faces of ``split`` (faces the oracle was not trained on) are read crisp
+    (``sigma`` 0), blurred by a Gaussian of each of ``sigmas`` pixels, with additive pixel noise of
+    each std in ``noise`` (clipped to [0, 1]), and, with ``toggled``, re-rendered with one attribute
+    flipped (the row of that attribute reads the flipped faces: the ground-truth edit). Returns rows
+    ``{condition, attribute, recall, false_positive_rate, accuracy, n_pos, n_neg}``; recall is over
+    faces with the attribute, false positives over faces without it. A few seconds for 1000 faces.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1 faces, got {n}")
+    config = FaceConfig(**oracle.meta["config"]) if "config" in oracle.meta else FaceConfig(size=oracle.size)
+    config.size = oracle.size
+    attrs, factors = faces.sample_split(config, split, n)
+    columns = [attribute_index(a) for a in oracle.attributes]
+    crisp = faces.render_faces(attrs, factors, oracle.size)
+    gen = torch.Generator().manual_seed(seed)
+    conditions: list[tuple[str, torch.Tensor]] = []
+    for s in sigmas:
+        conditions.append(("crisp" if s == 0 else f"blur {s:g} px", gaussian_blur(crisp, float(s))))
+    for s in noise:
+        conditions.append((f"noise {s:g}", (crisp + s * torch.randn(crisp.shape, generator=gen)).clamp(0.0, 1.0)))
+    rows: list[dict[str, object]] = []
+    for name, images in conditions:
+        prob = oracle.predict_attributes(images)
+        for j, attribute in enumerate(oracle.attributes):
+            rows.append({"condition": name, "attribute": attribute,
+                         **_rates(prob[:, j], attrs[:, columns[j]], threshold)})
+    if toggled:
+        for j, attribute in enumerate(oracle.attributes):
+            flipped = faces.toggle(attrs, columns[j])
+            prob = oracle.predict_attributes(faces.render_faces(flipped, factors, oracle.size))
+            rows.append({"condition": "toggled", "attribute": attribute,
+                         **_rates(prob[:, j], flipped[:, columns[j]], threshold)})
+    return rows
+
+
+def format_robustness(rows: Sequence[dict], digits: int = 1) -> str:
+    """A markdown table of :func:`robustness_table` rows: one line per attribute, "recall / false positives" in %."""
+    conditions = list(dict.fromkeys(r["condition"] for r in rows))
+    attributes = list(dict.fromkeys(r["attribute"] for r in rows))
+    cell = {(r["condition"], r["attribute"]): r for r in rows}
+
+    def pct(v: float) -> str:
+        return "—" if v != v else f"{100 * v:.{digits}f}"
+
+    lines = ["| recall / false positives (%) | " + " | ".join(conditions) + " |",
+             "|---|" + "---|" * len(conditions)]
+    for a in attributes:
+        parts = [f"{pct(cell[c, a]['recall'])} / {pct(cell[c, a]['false_positive_rate'])}"
+                 if (c, a) in cell else "" for c in conditions]
+        lines.append(f"| {a} | " + " | ".join(parts) + " |")
+    return "\n".join(lines)
 
 
 def _sqrtm_psd(c: torch.Tensor) -> torch.Tensor:
