@@ -33,8 +33,8 @@ def test_adversary_entropy_and_cross_entropy_closed_form():
 def test_models_shapes_and_transfer(shape):
     x = torch.rand(5, *shape)
     y = torch.randint(0, 2, (5, 2)).float()
-    for model in (cs.CVAE(shape, 2, 4, channels=(8, 8, 8)), cs.CVAE(shape, 2, 4, info=True, channels=(8, 8, 8)),
-                  cs.CSVAE(shape, 2, 4, 2, channels=(8, 8, 8))):
+    for model in (cs.CVAE(shape, 2, 4, width=4), cs.CVAE(shape, 2, 4, info=True, width=4),
+                  cs.CSVAE(shape, 2, 4, 2, width=4)):
         out = model(x, y)
         assert out["x_hat"].shape == x.shape
         assert out["z"].shape == (5, 4)
@@ -101,7 +101,7 @@ def test_toy_csvae_separates_w_not_z():
     vc.seed_everything(0)
     x, y, _, scaling = cs.swiss_roll(800, seed=0)
     xt, yt, _, _ = cs.swiss_roll(400, seed=1)
-    model = cs.CSVAE((3,), 1, 2, 2)
+    model = cs.CSVAE((3,), 1, 2, 2, c=cs.PAPER_C)
     opts = cs.make_optimizers(model, adversary_lr=3e-3)
     hist = vc.fit(model, None, (x, y), epochs=10, batch_size=128, train_step=cs.adversarial_step(model, opts,
                   adversary_steps=2), optimizers=opts, progress=False)
@@ -129,7 +129,7 @@ def test_measuring_helpers_batch_in_order_and_keep_the_mode():
 
 def test_w_widget_moves_one_subspace_coordinate():
     torch.manual_seed(0)
-    model = cs.CSVAE((3, 32, 32), 2, 4, 2, channels=(8, 8, 8))
+    model = cs.CSVAE((3, 32, 32), 2, 4, 2, width=4)
     x, y = torch.rand(3, 3, 32, 32), torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
     pad = cs.w_widget(model, x, y, ["glasses", "facial_hair"], face=1)
     assert list(pad.controls) == ["glasses[0]", "glasses[1]", "facial_hair[0]", "facial_hair[1]"]
@@ -144,3 +144,95 @@ def test_w_widget_moves_one_subspace_coordinate():
     assert np.allclose(pad.frame(), expected, atol=1e-6)
     with pytest.raises(ValueError, match="3 attribute names"):
         cs.w_widget(model, x, y, ["a", "b", "c"])
+
+
+def test_paper_weight_is_a_fixed_c_and_the_default_is_calibrated():
+    """β₁ = 20 on ‖x − x̂‖² is the Gaussian decoder of variance 0.025; the faces models calibrate c instead."""
+    assert cs.PAPER_C == pytest.approx(0.025)
+    torch.manual_seed(0)
+    x, y = torch.rand(6, 3, 32, 32), torch.randint(0, 2, (6, 2)).float()
+    model = cs.CSVAE((3, 32, 32), 2, 4, 2, width=4, c=cs.PAPER_C).eval()
+    with torch.no_grad():
+        t = cs.csvae_terms(model, x, y)
+    const = 0.5 * 3 * 32 * 32 * math.log(2 * math.pi * cs.PAPER_C)
+    sq = (x - t["out"]["x_hat"]).pow(2).flatten(1).sum(1)
+    expected = (20 * sq + const + 1.0 * cs.gaussian_kl_between(
+        t["out"]["mu_w"], t["out"]["logvar_w"], *model.prior_w(y)) + 0.2 * cs.gaussian_kl(
+        t["out"]["mu_z"], t["out"]["logvar_z"])).mean()
+    assert float(t["loss"]) == pytest.approx(float(expected), rel=1e-5)
+    calibrated = cs.CVAE((3, 32, 32), 2, 4, width=4).eval()
+    with torch.no_grad():
+        t = cs.cvae_terms(calibrated, x, y)
+    assert float(t["c"]) == pytest.approx(float((x - t["out"]["x_hat"]).pow(2).mean()), rel=1e-5)
+
+
+def test_bad_shapes_and_weights_name_the_fix():
+    with pytest.raises(ValueError, match=r"\(3, S, S\).*size=32 or 64"):
+        cs.CSVAE((3, 28, 28), 2)
+    with pytest.raises(ValueError, match="non-negative"):
+        cs.Weights(adv_enc=-1.0)
+    with pytest.raises(ValueError, match="positive"):
+        cs.SubspacePrior(var0=0.0)
+    model = cs.CSVAE((3, 32, 32), 2, 4, 2, width=4)
+    with pytest.raises(ValueError, match="N×3×32×32"):
+        model(torch.rand(2, 3, 64, 64), torch.zeros(2, 2))
+
+
+def test_hidden_style_classes_follow_the_renderer_thresholds():
+    from vaecourse import faces
+    f = faces.load_faces("test", n=200).factors
+    s = faces.hidden_styles(f)
+    g = cs.hidden_style_classes("glasses", f)
+    assert torch.equal(g, (s[:, 0] >= 0.5).long())
+    h = cs.hidden_style_classes("facial_hair", f)
+    assert set(h.tolist()) == {0, 1, 2}
+    assert torch.equal(h == 0, s[:, 1] < 0.4) and torch.equal(h == 2, s[:, 1] >= 0.7)
+    with pytest.raises(ValueError, match="kind of glasses and facial_hair only"):
+        cs.hidden_style_classes("smile", f)
+
+
+def test_edit_functions_find_labels_by_face_and_move_as_far_at_random():
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 32, 32)
+    y = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    for model in (cs.CSVAE((3, 32, 32), 2, 4, 2, width=4).eval(), cs.CVAE((3, 32, 32), 2, 4, width=4).eval()):
+        fns = cs.face_edit_functions(model, x, y, ["glasses", "facial_hair"], seed=1)
+        sel = torch.tensor([3, 0, 5])  # any subset, in any order: the labels are found by the pixels
+        assert torch.allclose(fns["reconstruct"](x[sel]), model.transfer(x[sel], y[sel], y[sel]), atol=1e-6)
+        y_new = y[sel].clone()
+        y_new[:, 1] = 1.0
+        assert torch.allclose(fns["edit"](x[sel], "facial_hair", "add"), model.transfer(x[sel], y[sel], y_new),
+                              atol=1e-6)
+        assert fns["random_edit"](x[sel], "facial_hair", "add").shape == (3, 3, 32, 32)
+        with pytest.raises(ValueError, match="not trained on 'smile'"):
+            fns["edit"](x[sel], "smile", "add")
+        with pytest.raises(ValueError, match="not one of the faces"):
+            fns["edit"](torch.rand(2, 3, 32, 32), "glasses", "add")
+    # the random baseline moves CSVAE's (z, w) exactly as far as the transfer moves w
+    model = cs.CSVAE((3, 32, 32), 2, 4, 2, width=4).eval()
+    seen = []
+    model.decode = lambda z, w: seen.append(torch.cat([z, w], 1)) or torch.zeros(len(z), 3, 32, 32)
+    u = torch.randn(cs.code_dim(model))
+    y_new = 1 - y
+    cs.random_transfer(model, x, y, y_new, u)
+    mu_z, _, mu_w, _ = cs.CSVAE.encode(model, x, y)
+    step = (model.prior_w(y_new)[0] - mu_w).norm(dim=1)
+    assert torch.allclose((seen[0] - torch.cat([mu_z, mu_w], 1)).norm(dim=1), step, atol=1e-4)
+    with pytest.raises(ValueError, match="random direction must have 8 numbers"):
+        cs.random_transfer(model, x, y, y_new, torch.randn(3))
+
+
+def test_style_probe_rows():
+    from vaecourse import faces
+    d = faces.load_faces("test", n=120)
+    y = d.labels[:, :2].float()
+    torch.manual_seed(0)
+    model = cs.CSVAE((3, 32, 32), 2, 4, 2, width=4)
+    rows = cs.style_probe(model, "CSVAE", ["glasses", "facial_hair"], (d.images[:80], y[:80], d.factors[:80]),
+                          (d.images[80:], y[80:], d.factors[80:]), kind="linear")
+    assert [(r["attribute"], r["source"]) for r in rows] == [("glasses", "w"), ("glasses", "z"),
+                                                            ("facial_hair", "w"), ("facial_hair", "z")]
+    assert all(0 <= r["accuracy"] <= 1 and 0 < r["chance"] <= 1 for r in rows)
+    with pytest.raises(ValueError, match="80 faces, 40 label rows"):
+        cs.style_probe(model, "CSVAE", ["glasses", "facial_hair"], (d.images[:80], y[:40], d.factors[:80]),
+                       (d.images[80:], y[80:], d.factors[80:]))

@@ -17,6 +17,7 @@ swiss-roll toy: ``data_shape=(3,)``) and on images (``data_shape=(3, 32, 32)``).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import faces
 from .batching import iterate
+from .face_vae import FaceDecoder, FaceEncoder, GaussianLikelihood, equivalent_c
+from .faces import SIZES
 from .losses import (
     bernoulli_entropy,
     bernoulli_nll,
@@ -36,7 +40,7 @@ from .losses import (
     reparameterize,
     squared_error,
 )
-from .nets import ConvDecoder, ConvEncoder, MLPDecoder, variance_to_logvar
+from .nets import MLPDecoder, check_images, variance_to_logvar
 from .train import model_mode
 from .widgets import LiveImage
 
@@ -57,29 +61,30 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
 
 def _check_shape(data_shape: Sequence[int]) -> tuple[int, ...]:
     shape = tuple(int(s) for s in data_shape)
-    if len(shape) not in (1, 3):
-        raise ValueError(f"data_shape must be (D,) for vectors or (C, H, W) for images, got {shape}")
-    return shape
+    if len(shape) == 1:
+        return shape
+    if len(shape) == 3 and shape[0] == 3 and shape[1] == shape[2] and shape[1] in SIZES:
+        return shape
+    raise ValueError(f"data_shape must be (D,) for vectors or (3, S, S) for faces with S in {SIZES}, got {shape}; "
+                     "pass tuple(images.shape[1:]) of the faces (load them with size=32 or 64)")
 
 
-def make_trunk(data_shape: Sequence[int], hidden: Sequence[int] = (64, 64),
-               channels: Sequence[int] = (32, 64, 32)) -> tuple[nn.Module, int]:
-    """The shared feature extractor of the encoders: an MLP for vectors, report 004's conv body for images."""
+def make_trunk(data_shape: Sequence[int], hidden: Sequence[int] = (64, 64), width: int = 32) -> tuple[nn.Module, int]:
+    """The encoders' shared feature extractor: an MLP for vectors, the face backbone's conv trunk for images."""
     shape = _check_shape(data_shape)
     if len(shape) == 1:
-        body = nn.Sequential(mlp([shape[0], *hidden]), nn.ELU())
-        return body, int(hidden[-1])
-    conv = ConvEncoder(shape, 1, channels)  # only its conv body is used; the head is dropped
-    return nn.Sequential(conv.body, nn.Flatten()), int(math.prod(conv.feature_shape))
+        return nn.Sequential(mlp([shape[0], *hidden]), nn.ELU()), int(hidden[-1])
+    backbone = FaceEncoder(shape[1], 1, width)  # its trunk only: the models put their own heads on it
+    return backbone.trunk, backbone.feature_dim
 
 
 def make_decoder(data_shape: Sequence[int], latent_dim: int, hidden: Sequence[int] = (64, 64),
-                 channels: Sequence[int] = (32, 64, 32)) -> nn.Module:
-    """p(x|latent): a linear-output MLP for vectors (standardised data), a sigmoid conv decoder for images."""
+                 width: int = 32) -> nn.Module:
+    """p(x|latent)'s mean: a linear-output MLP for vectors (standardised data), the face backbone's decoder."""
     shape = _check_shape(data_shape)
     if len(shape) == 1:
         return MLPDecoder(shape, latent_dim, tuple(hidden)[::-1], logits=True)
-    return ConvDecoder(shape, latent_dim, channels)
+    return FaceDecoder(shape[1], latent_dim, width)
 
 
 class Adversary(nn.Module):
@@ -93,37 +98,55 @@ class Adversary(nn.Module):
         return self.net(z)
 
 
-# ----------------------------------------------------------------------------- CVAE / CVAE-info
-class CVAE(nn.Module):
-    """Conditional VAE: q(z|x, y) (or q(z|x) with ``info=True``) and p(x|z, y).
+class _LabelledVAE(nn.Module):
+    """What the three models share: the data shape, the trunk, the likelihood, the VAE/adversary split."""
 
-    With ``info=True`` the model also owns ``adversary`` r(z) → y, trained by
-    :func:`adversarial_step`; the encoder then never sees y, so y can only enter through the decoder.
-    """
-
-    def __init__(self, data_shape: Sequence[int], n_labels: int, z_dim: int = 8, *, info: bool = False,
-                 hidden: Sequence[int] = (64, 64), channels: Sequence[int] = (32, 64, 32),
-                 adversary_hidden: Sequence[int] = (64, 64)):
-        super().__init__()
+    def _build(self, data_shape: Sequence[int], n_labels: int, z_dim: int, hidden: Sequence[int], width: int,
+               c: str | float) -> int:
         if n_labels < 1 or z_dim < 1:
             raise ValueError(f"n_labels and z_dim must be at least 1, got {n_labels} and {z_dim}")
         self.data_shape = _check_shape(data_shape)
-        self.n_labels, self.z_dim, self.info = n_labels, z_dim, info
-        self.trunk, feat = make_trunk(self.data_shape, hidden, channels)
-        self.head_z = nn.Linear(feat + (0 if info else n_labels), 2 * z_dim)
-        self.decoder = make_decoder(self.data_shape, z_dim + n_labels, hidden, channels)
-        self.adversary = Adversary(z_dim, n_labels, adversary_hidden) if info else None
+        self.n_labels, self.z_dim = n_labels, z_dim
+        self.trunk, feat = make_trunk(self.data_shape, hidden, width)
+        self.likelihood = GaussianLikelihood(c)
+        return feat
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.data_shape) == 3:
+            check_images(x, self.data_shape, f"this {type(self).__name__}")
+        return self.trunk(x)
 
     def vae_parameters(self) -> list[nn.Parameter]:
-        """Encoder and decoder parameters (what the VAE optimiser steps; never the adversary's)."""
+        """Encoder, decoder and likelihood parameters (what the VAE optimiser steps; never the adversary's)."""
         skip = {id(p) for p in (self.adversary.parameters() if self.adversary is not None else [])}
         return [p for p in self.parameters() if id(p) not in skip]
 
+
+# ----------------------------------------------------------------------------- CVAE / CVAE-info
+class CVAE(_LabelledVAE):
+    """Conditional VAE: q(z|x, y) (or q(z|x) with ``info=True``) and p(x|z, y) = N(x̂(z, y), c·I).
+
+    With ``info=True`` the model also owns ``adversary`` r(z) → y, trained by
+    :func:`adversarial_step`; the encoder then never sees y, so y can only enter through the decoder.
+    ``c`` is the decoder variance: "optimal" (calibrated, the default), "learned", or a fixed number.
+    """
+
+    def __init__(self, data_shape: Sequence[int], n_labels: int, z_dim: int = 8, *, info: bool = False,
+                 hidden: Sequence[int] = (64, 64), width: int = 32, c: str | float = "optimal",
+                 adversary_hidden: Sequence[int] = (64, 64)):
+        super().__init__()
+        feat = self._build(data_shape, n_labels, z_dim, hidden, width, c)
+        self.info = info
+        self.head_z = nn.Linear(feat + (0 if info else n_labels), 2 * z_dim)
+        self.decoder = make_decoder(self.data_shape, z_dim + n_labels, hidden, width)
+        self.adversary = Adversary(z_dim, n_labels, adversary_hidden) if info else None
+
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ, log σ²) of q(z|x, y), or of q(z|x) for CVAE-info (y ignored)."""
-        h = self.trunk(x)
+        h = self.features(x)
+        y = binary_labels(y, self.n_labels, LABELS_FIX)
         if not self.info:
-            h = torch.cat([h, binary_labels(y, self.n_labels, LABELS_FIX)], 1)
+            h = torch.cat([h, y], 1)
         mu, raw = self.head_z(h).chunk(2, dim=1)
         return mu, variance_to_logvar(raw)
 
@@ -164,6 +187,10 @@ class SubspacePrior:
     mean1: float = 3.0
     var1: float = 1.0
 
+    def __post_init__(self):
+        if not (self.var0 > 0 and self.var1 > 0):
+            raise ValueError(f"the prior variances must be positive, got var0={self.var0}, var1={self.var1}")
+
     def params(self, y: torch.Tensor, w_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ, log σ²) of p(w|y) for N×k labels: N×(k·w_dim), attribute i in columns i·w_dim … (i+1)·w_dim − 1."""
         y = y.float().repeat_interleave(w_dim, dim=1)
@@ -172,32 +199,30 @@ class SubspacePrior:
         return mu, var.log()
 
 
-class CSVAE(nn.Module):
-    """Conditional Subspace VAE: q(z|x), q(w|x, y) with w = (w₁ … w_k), wᵢ ∈ R^w_dim, p(x|z, w), adversary q(y|z)."""
+class CSVAE(_LabelledVAE):
+    """Conditional Subspace VAE: q(z|x), q(w|x, y) with w = (w₁ … w_k), wᵢ ∈ R^w_dim, p(x|z, w), adversary q(y|z).
+
+    Both encoders share one trunk (the face backbone's for images) and have their own heads;
+    p(x|z, w) = N(x̂(z, w), c·I) with ``c`` "optimal" (calibrated, the default), "learned" or fixed.
+    """
 
     def __init__(self, data_shape: Sequence[int], n_labels: int, z_dim: int = 8, w_dim: int = 2, *,
-                 prior: SubspacePrior = SubspacePrior(), hidden: Sequence[int] = (64, 64),
-                 channels: Sequence[int] = (32, 64, 32), adversary_hidden: Sequence[int] = (64, 64)):
+                 prior: SubspacePrior = SubspacePrior(), hidden: Sequence[int] = (64, 64), width: int = 32,
+                 c: str | float = "optimal", adversary_hidden: Sequence[int] = (64, 64), w_hidden: int = 64):
         super().__init__()
-        if n_labels < 1 or z_dim < 1 or w_dim < 1:
-            raise ValueError(f"n_labels, z_dim and w_dim must be at least 1, got {n_labels}, {z_dim}, {w_dim}")
-        self.data_shape = _check_shape(data_shape)
-        self.n_labels, self.z_dim, self.w_dim, self.prior = n_labels, z_dim, w_dim, prior
-        self.trunk, feat = make_trunk(self.data_shape, hidden, channels)
+        if w_dim < 1:
+            raise ValueError(f"w_dim must be at least 1, got {w_dim}")
+        feat = self._build(data_shape, n_labels, z_dim, hidden, width, c)
+        self.w_dim, self.prior = w_dim, prior
         self.head_z = nn.Linear(feat, 2 * z_dim)
-        self.head_w = nn.Sequential(nn.Linear(feat + n_labels, hidden[-1]), nn.ELU(),
-                                    nn.Linear(hidden[-1], 2 * n_labels * w_dim))
-        self.decoder = make_decoder(self.data_shape, z_dim + n_labels * w_dim, hidden, channels)
+        self.head_w = nn.Sequential(nn.Linear(feat + n_labels, w_hidden), nn.ELU(),
+                                    nn.Linear(w_hidden, 2 * n_labels * w_dim))
+        self.decoder = make_decoder(self.data_shape, z_dim + n_labels * w_dim, hidden, width)
         self.adversary = Adversary(z_dim, n_labels, adversary_hidden)
-
-    def vae_parameters(self) -> list[nn.Parameter]:
-        """Encoder and decoder parameters (what the VAE optimiser steps; never the adversary's)."""
-        skip = {id(p) for p in self.adversary.parameters()}
-        return [p for p in self.parameters() if id(p) not in skip]
 
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(μ_z, log σ²_z) of q(z|x) and (μ_w, log σ²_w) of q(w|x, y)."""
-        h = self.trunk(x)
+        h = self.features(x)
         mu_z, raw_z = self.head_z(h).chunk(2, dim=1)
         mu_w, raw_w = self.head_w(torch.cat([h, binary_labels(y, self.n_labels, LABELS_FIX)], 1)).chunk(2, dim=1)
         return mu_z, variance_to_logvar(raw_z), mu_w, variance_to_logvar(raw_w)
@@ -242,41 +267,59 @@ class CSVAE(nn.Module):
 
 
 # ----------------------------------------------------------------------------- objectives
+PAPER_REC_WEIGHT = 20.0  # the paper's β₁, on ‖x − x̂‖² summed over an example's pixels
+PAPER_C = equivalent_c(PAPER_REC_WEIGHT, 1.0)  # = 0.025: the decoder variance β₁ stands for (next to β₂ = 1)
+
+
 @dataclass(frozen=True)
 class Weights:
-    """The weights of the objective's terms; defaults are the CSVAE paper's β₁ … β₅ (arXiv 1812.06190).
+    """The weights of the objective's terms; defaults are the CSVAE paper's β₂ … β₅ (arXiv 1812.06190).
 
-    ``rec`` multiplies ‖x − x̂‖² per example (a Gaussian decoder with variance c = 1/(2·rec));
-    ``kl_w`` KL(q(w|x,y) ‖ p(w|y)); ``kl_z`` KL(q(z|x) ‖ N(0, I)); ``adv_enc`` the adversarial term in
-    the encoder's loss (CSVAE: −entropy of q(y|z); CVAE-info: −cross-entropy of r(z)); ``adv`` the
+    The paper's β₁ = 20 on ‖x − x̂‖² is a Gaussian decoder of variance c = 1/(2·20) = 0.025
+    (:data:`PAPER_C`); here the decoder's variance lives on the model (``c=``), calibrated by default.
+    ``kl_w`` weighs KL(q(w|x,y) ‖ p(w|y)); ``kl_z`` KL(q(z|x) ‖ N(0, I)); ``adv_enc`` the adversarial term
+    in the encoder's loss (CSVAE: −entropy of q(y|z); CVAE-info: −cross-entropy of r(z)); ``adv`` the
     adversary's own cross-entropy.
     """
 
-    rec: float = 20.0
     kl_w: float = 1.0
     kl_z: float = 0.2
     adv_enc: float = 10.0
     adv: float = 1.0
 
+    def __post_init__(self):
+        for name in ("kl_w", "kl_z", "adv_enc", "adv"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"weight {name} must be a non-negative number, got {v}")
+
+
+def _reconstruction(model: _LabelledVAE, x: torch.Tensor, x_hat: torch.Tensor) -> Terms:
+    """−log p(x|·) per example with the model's c, and the squared error beside it (for the logs)."""
+    nll, c = model.likelihood(x, x_hat)
+    return {"nll": nll, "sq_err": squared_error(x, x_hat).detach(), "c": c.detach()}
+
 
 def cvae_terms(model: CVAE, x: torch.Tensor, y: torch.Tensor, weights: Weights = Weights()) -> Terms:
-    """CVAE's negative ELBO per batch: rec·‖x − x̂‖² + kl_z·KL(q(z|x,y) ‖ N(0, I)) (means over the batch)."""
+    """CVAE's negative ELBO per batch: −log N(x; x̂, c·I) + kl_z·KL(q(z|x,y) ‖ N(0, I)) (means over the batch)."""
     out = model(x, y)
-    sq = squared_error(x, out["x_hat"])
+    rec = _reconstruction(model, x, out["x_hat"])
     kl = gaussian_kl(out["mu_z"], out["logvar_z"])
-    loss = weights.rec * sq + weights.kl_z * kl
-    return {"loss": loss.mean(), "sq_err": sq.mean(), "kl_z": kl.mean(), "out": out}
+    loss = rec["nll"] + weights.kl_z * kl
+    return {"loss": loss.mean(), "nll": rec["nll"].mean().detach(), "sq_err": rec["sq_err"].mean(), "c": rec["c"],
+            "kl_z": kl.mean(), "out": out}
 
 
 def csvae_terms(model: CSVAE, x: torch.Tensor, y: torch.Tensor, weights: Weights = Weights()) -> Terms:
-    """CSVAE's M₁ without the adversary: rec·‖x − x̂‖² + kl_w·KL(q(w|x,y) ‖ p(w|y)) + kl_z·KL(q(z|x) ‖ N(0, I))."""
+    """CSVAE's M₁ without the adversary: −log N(x; x̂, c·I) + kl_w·KL(q(w|x,y) ‖ p(w|y)) + kl_z·KL(q(z|x) ‖ N(0, I))."""
     out = model(x, y)
-    sq = squared_error(x, out["x_hat"])
+    rec = _reconstruction(model, x, out["x_hat"])
     p_mu, p_logvar = model.prior_w(y)
     kl_w = gaussian_kl_between(out["mu_w"], out["logvar_w"], p_mu, p_logvar)
     kl_z = gaussian_kl(out["mu_z"], out["logvar_z"])
-    loss = weights.rec * sq + weights.kl_w * kl_w + weights.kl_z * kl_z
-    return {"loss": loss.mean(), "sq_err": sq.mean(), "kl_w": kl_w.mean(), "kl_z": kl_z.mean(), "out": out}
+    loss = rec["nll"] + weights.kl_w * kl_w + weights.kl_z * kl_z
+    return {"loss": loss.mean(), "nll": rec["nll"].mean().detach(), "sq_err": rec["sq_err"].mean(), "c": rec["c"],
+            "kl_w": kl_w.mean(), "kl_z": kl_z.mean(), "out": out}
 
 
 def model_terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: Weights = Weights()) -> Terms:
@@ -427,6 +470,165 @@ def probe_accuracy(train: torch.Tensor | np.ndarray, y_train: torch.Tensor | np.
         clf.fit(xtr, ytr[:, j].astype(int))
         accs.append(float((clf.predict(xte) == yte[:, j].astype(int)).mean()))
     return np.array(accs)
+
+
+# ----------------------------------------------------------------------------- faces: edits and probes
+STYLE_CLASSES = {"glasses": ("square frames", "round frames"), "facial_hair": ("full beard", "goatee", "moustache")}
+
+
+def hidden_style_classes(attribute: str, factors: torch.Tensor) -> torch.Tensor:
+    """The kind of an attribute each face would draw (an int per face), from the faces' hidden styles.
+
+    glasses: 0 square frames (style < 0.5), 1 round; facial hair: 0 full beard (< 0.4), 1 goatee (< 0.7),
+    2 moustache. The kind is drawn only on faces that have the attribute (``faces.render_faces``).
+    """
+    if attribute not in STYLE_CLASSES:
+        raise ValueError(f"no hidden style is drawn for {attribute!r}; the faces vary the kind of "
+                         f"{' and '.join(STYLE_CLASSES)} only")
+    style = faces.hidden_styles(factors)
+    if attribute == "glasses":
+        return (style[:, 0] >= 0.5).long()
+    kind = style[:, 1]
+    return (kind >= 0.4).long() + (kind >= 0.7).long()
+
+
+def labels_by_image(images: torch.Tensor, labels: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``lookup(x)``: the rows of ``labels`` that belong to the faces in ``x`` (found by their exact pixels).
+
+    ``edits.measure_edits`` hands a model's edit functions the selected faces only; the CVAE and the
+    CSVAE also need each face's labels to encode it, and this finds them.
+    """
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{images.shape[0]} faces but {labels.shape[0]} label rows: pass the labels of these faces")
+
+    def key(img: torch.Tensor) -> bytes:
+        return hashlib.blake2b(img.contiguous().numpy().tobytes(), digest_size=16).digest()
+
+    index = {key(img): i for i, img in enumerate(images.detach().cpu())}
+
+    def lookup(x: torch.Tensor) -> torch.Tensor:
+        try:
+            rows = [index[key(img)] for img in x.detach().cpu()]
+        except KeyError:
+            raise ValueError("a face passed to the edit is not one of the faces the edit functions were built "
+                             "with: build them with the same test images that measure_edits gets") from None
+        return labels[rows].to(x.device)
+
+    return lookup
+
+
+@torch.no_grad()
+def random_transfer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, y_new: torch.Tensor,
+                    u: torch.Tensor) -> torch.Tensor:
+    """The transfer's random baseline: move each face's latent code by the transfer's own step length along ``u``.
+
+    CVAE / CVAE-info: the transfer moves the decoder's input by ‖y' − y‖ (through y); the baseline moves z
+    that far along ``u`` (z_dim numbers) and keeps y. CSVAE: the transfer moves w by ‖w' − μ_w‖; the
+    baseline moves (z, w) that far along ``u`` (z_dim + k·w_dim numbers).
+    """
+    y, y_new = binary_labels(y, model.n_labels, LABELS_FIX), binary_labels(y_new, model.n_labels, LABELS_FIX)
+    if isinstance(model, CSVAE):
+        mu_z, _, mu_w, _ = model.encode(x, y)
+        changed = (y != y_new).repeat_interleave(model.w_dim, dim=1)
+        target = torch.where(changed, model.prior_w(y_new)[0], mu_w)
+        code = torch.cat([mu_z, mu_w], 1)
+        length = (target - mu_w).norm(dim=1, keepdim=True)
+    else:
+        code = model.encode(x, y)[0]
+        length = (y_new - y).norm(dim=1, keepdim=True)
+    if u.shape != (code.shape[1],):
+        raise ValueError(f"the random direction must have {code.shape[1]} numbers for this model, got {tuple(u.shape)}")
+    moved = code + length * (u / u.norm()).to(code)
+    if isinstance(model, CSVAE):
+        return model.decode(moved[:, :model.z_dim], moved[:, model.z_dim:])
+    return model.decode(moved, y)
+
+
+def code_dim(model: nn.Module) -> int:
+    """How many numbers :func:`random_transfer` moves: z (CVAE), or z and w (CSVAE)."""
+    return model.z_dim + (model.n_labels * model.w_dim if isinstance(model, CSVAE) else 0)
+
+
+def face_edit_functions(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attributes: Sequence[str],
+                        seed: int = 0, batch_size: int = 500) -> dict[str, Callable]:
+    """``reconstruct``, ``edit`` and ``random_edit`` for ``edits.measure_edits`` (keyword arguments of the same names).
+
+    ``images``: the test faces measure_edits gets; ``labels`` (N, k): their labels for the model's
+    ``attributes``, in the model's order. The edit is the model's transfer with one label flipped;
+    the random baseline moves the code as far along a random direction (one per attribute and
+    direction, drawn from ``seed``).
+    """
+    attributes = list(attributes)
+    if len(attributes) != model.n_labels:
+        raise ValueError(f"{len(attributes)} attribute names for a model with {model.n_labels} label(s)")
+    lookup = labels_by_image(images, binary_labels(labels, model.n_labels, LABELS_FIX))
+    dirs = {}
+    gen = torch.Generator().manual_seed(seed)
+    for a in attributes:
+        for d in ("add", "remove"):
+            v = torch.randn(code_dim(model), generator=gen)
+            dirs[(a, d)] = v / v.norm()
+
+    def flipped(x: torch.Tensor, attribute: str, direction: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if attribute not in attributes:
+            raise ValueError(f"the model was not trained on {attribute!r}; it knows {', '.join(attributes)}")
+        if direction not in ("add", "remove"):
+            raise ValueError(f"direction must be 'add' or 'remove', got {direction!r}")
+        y = lookup(x)
+        y_new = y.clone()
+        y_new[:, attributes.index(attribute)] = 1.0 if direction == "add" else 0.0
+        return y, y_new
+
+    def reconstruct(x: torch.Tensor) -> torch.Tensor:
+        y = lookup(x)
+        return batched_transfer(model, x, y, y, batch_size)
+
+    def edit(x: torch.Tensor, attribute: str, direction: str) -> torch.Tensor:
+        y, y_new = flipped(x, attribute, direction)
+        return batched_transfer(model, x, y, y_new, batch_size)
+
+    def random_edit(x: torch.Tensor, attribute: str, direction: str) -> torch.Tensor:
+        y, y_new = flipped(x, attribute, direction)
+        u = dirs[(attribute, direction)]
+        with model_mode(model, training=False):
+            return torch.cat([random_transfer(model, xb, yb, nb, u).cpu()
+                              for xb, yb, nb in _in_order([x, y, y_new], batch_size)])
+
+    return {"reconstruct": reconstruct, "edit": edit, "random_edit": random_edit}
+
+
+def style_probe(model: nn.Module, model_name: str, attributes: Sequence[str], train: tuple[torch.Tensor, ...],
+                test: tuple[torch.Tensor, ...], seed: int = 0, kind: str = "mlp") -> list[dict]:
+    """Rows ``{model, attribute, source, accuracy, chance}``: the kind of glasses / beard read from wᵢ and from z.
+
+    ``train`` and ``test`` are (images, labels (N, k) in the model's order, factors (N, 12)). Only faces
+    *with* the attribute count (the kind is drawn only on them); the probe is fitted on the training
+    faces' posterior means and scored on the test faces'; ``chance`` is the test accuracy of always
+    guessing the commonest kind of the training faces. Sources: ``w`` (the attribute's subspace, CSVAE
+    only) and ``z``.
+    """
+    attributes = list(attributes)
+    lat = {}
+    for split, (x, y, f) in (("train", train), ("test", test)):
+        if not x.shape[0] == y.shape[0] == f.shape[0]:
+            raise ValueError(f"{split}: {x.shape[0]} faces, {y.shape[0]} label rows and {f.shape[0]} factor rows: "
+                             "pass the images, labels and factors of the same faces")
+        lat[split] = encode_all(model, x, y)
+    rows = []
+    for i, a in enumerate(attributes):
+        if a not in STYLE_CLASSES:
+            continue
+        has = {s: (d[1][:, i] > 0.5) for s, d in (("train", train), ("test", test))}
+        kinds = {s: hidden_style_classes(a, d[2])[has[s]].numpy() for s, d in (("train", train), ("test", test))}
+        chance = float((kinds["test"] == np.bincount(kinds["train"]).argmax()).mean())
+        sources = {"z": lambda L: L["z"]}
+        if "w" in lat["train"]:
+            sources = {"w": lambda L, i=i: L["w"][:, model.subspace(i)], **sources}
+        for src, pick in sources.items():
+            acc = probe_accuracy(pick(lat["train"])[has["train"]], kinds["train"], pick(lat["test"])[has["test"]],
+                                 kinds["test"], kind=kind, seed=seed)[0]
+            rows.append({"model": model_name, "attribute": a, "source": src, "accuracy": float(acc), "chance": chance})
+    return rows
 
 
 # ----------------------------------------------------------------------------- the toy
