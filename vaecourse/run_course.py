@@ -83,9 +83,9 @@ REHEARSAL: dict[str, dict[str, object]] = {
     "04_geco": {"EPOCHS": 1, "N_TRAIN": 1000, "N_TEST": 500},
     "04b_fixed_points": {"GRID": 21, "N_BETAS": 12, "MAX_ITER": 50, "TOY_EPOCHS": 1},
     "05_ccvae": {"EPOCHS": 1, "JUDGE_EPOCHS": 1, "FMNIST_TRAIN": 1000, "FMNIST_EPOCHS": 1, "FACES_TRAIN": 500,
-                 "FACES_EPOCHS": 1},
-    "06_vac_introvac": {"EPOCHS": 1, "INTRO_EPOCHS": 1, "TOY_EPOCHS": 1, "N_TRAIN": 256, "N_TEST": 128,
-                        "LANGEVIN_STEPS": 20},
+                 "FACES_STEPS": 20},
+    "06_vac_introvac": {"EPOCHS": 1, "INTRO_EPOCHS": 1, "TOY_EPOCHS": 1, "N_TRAIN": 256, "N_VAL": 128,
+                        "N_TEST": 128, "PAPER_EPOCHS": 1, "LANGEVIN_STEPS": 20},
     "07_csvae": {"EPOCHS": 1, "TOY_EPOCHS": 1, "TOY_N": 500, "N_TRAIN": 256, "N_TEST": 128},
 }
 
