@@ -138,6 +138,8 @@ import vaecourse as vc
 from vaecourse.losses import vae_loss
 from vaecourse.nets import make_vae
 torch.set_num_threads(1)
+# a process started in the background inherits SIGINT ignored (nohup, CI runners): Stop needs Python's handler
+signal.signal(signal.SIGINT, signal.default_int_handler)
 mode, ck, out = sys.argv[1], sys.argv[2], sys.argv[3]
 x = torch.rand(200, 1, 8, 8, generator=torch.Generator().manual_seed(0))
 calls = {"n": 0}
