@@ -274,3 +274,15 @@ def test_a_root_that_does_not_exist_and_a_failed_download_are_errors(monkeypatch
     with pytest.raises(D.DataNotFoundError, match="download=True.*Name or service not known"):
         D.load_dataset("mnist", "train", download=True)
     assert D.load_dataset("mnist", "train").subset  # no download asked for: the packaged subset, as before
+
+
+def test_the_mnist_script_and_the_package_agree_on_the_cache_home(monkeypatch, tmp_path):
+    from vaecourse import config
+    from vaecourse import mnist_offline as M
+
+    for env in ({}, {"XDG_CACHE_HOME": str(tmp_path / "xdg")}, {"VAECOURSE_CACHE_HOME": str(tmp_path / "own")}):
+        for name in ("XDG_CACHE_HOME", "VAECOURSE_CACHE_HOME"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert M.cache_home() == config.user_cache_home()

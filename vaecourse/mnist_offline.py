@@ -60,7 +60,11 @@ class MnistChecksumError(RuntimeError):
 
 # ----------------------------------------------------------------------------- where
 def cache_home() -> Path:
-    """The machine's vaecourse cache (the same folder .ci/setup keeps the virtual environment in)."""
+    """The machine's vaecourse cache (the same folder .ci/setup keeps the virtual environment in).
+
+    The same rule as ``config.user_cache_home`` (a test holds them equal): .ci/setup runs this file as a
+    script, before and without the package's torch import (1 s instead of 7), so it cannot import config.
+    """
     home = os.environ.get("VAECOURSE_CACHE_HOME")
     if home:
         return Path(home).expanduser()
