@@ -406,14 +406,14 @@ def confident_deltas(model: VAC, images: torch.Tensor, labels: torch.Tensor, *, 
     return out
 
 
-def edit_function(model: VAC, deltas: dict[tuple[str, str], float], unit: torch.Tensor | None = None
+def edit_function(model: VAC, deltas: dict[tuple[str, str], float], random: torch.Generator | None = None
                   ) -> Callable[[torch.Tensor, str, str], torch.Tensor]:
     """``edit(x, attribute, direction)`` for ``edits.measure_edits``: decode μ(x) ± δ·wₐ/‖wₐ‖.
 
-    With ``unit`` (e.g. ``edits.random_unit``) every attribute moves along that direction instead, by
-    the same δ: the random-direction baseline.
+    With ``random`` (a generator) each face moves by the same δ along a random direction of its own
+    (``edits.random_latent_step``): the random-direction baseline.
     """
-    from .edits import check_delta, latent_step
+    from .edits import check_delta, latent_step, random_latent_step
 
     for d in deltas.values():
         check_delta(d)
@@ -422,10 +422,10 @@ def edit_function(model: VAC, deltas: dict[tuple[str, str], float], unit: torch.
         i = model.attribute_index(attribute)
         if (attribute, direction) not in deltas:
             raise ValueError(f"no δ for ({attribute!r}, {direction!r}); choose them with confident_deltas")
-        u = model.directions()[i] if unit is None else unit
+        d = deltas[(attribute, direction)]
+        step = latent_step(model.directions()[i], d) if random is None else random_latent_step(d, random)
         with torch.no_grad():
-            mu = model.encode(x)[0]
-            return model.decode(latent_step(u, deltas[(attribute, direction)])(mu, direction))
+            return model.decode(step(model.encode(x)[0], direction))
 
     return edit
 
