@@ -258,14 +258,6 @@ def test_measures_count_what_the_judge_reads():
     acc, per_class = cc.conditional_generation_accuracy(m, lambda imgs: torch.zeros(imgs.shape[0], dtype=torch.long),
                                                         n_per_class=5)
     assert math.isclose(acc, 0.25) and per_class == [1.0, 0.0, 0.0, 0.0]
-    mb = small("binary", n_labels=3, c_dim=3).eval()
-    x = torch.rand(6, 1, 6, 6)
-    scores = cc.intervention_scores(mb, x, lambda imgs: torch.zeros(imgs.shape[0], 3))
-    assert scores["success"] == [0.5, 0.5, 0.5] and scores["leakage"] == [0.0, 0.0, 0.0]
-    with pytest.raises(ValueError, match="binary"):
-        m.intervene(torch.rand(2, 1, 6, 6), 0, 1.0)
-    out = mb.intervene(x, 1, 1.0, sample=False)  # the redrawn variant at zero noise is the paper's intervention
-    assert torch.allclose(out, cc.edit_faces(mb, x, ["a", "b", "c"], "b", "add"), atol=1e-6)
 
 
 def test_digit_widget_decodes_the_class_mean_and_the_style():

@@ -245,26 +245,6 @@ class CCVAE(nn.Module):
         return self.decode(torch.cat([zc, style.to(dev).expand(mu.shape[0], -1)], 1))
 
     @torch.no_grad()
-    def intervene(self, x: torch.Tensor, attribute: int, value: float, generator: torch.Generator | None = None,
-                  sample: bool = True) -> torch.Tensor:
-        """Set attribute ``attribute`` to ``value``: encode x, redraw z_cᵢ from p(z_cᵢ|yᵢ=value), decode.
-
-        Binary form only. Everything else (the other z_c dimensions, the style) keeps its
-        posterior mean, so whatever else changes in the image is leakage.
-        """
-        if self.labels != "binary":
-            raise ValueError("interventions on one attribute need the binary (per-attribute) form")
-        if not 0 <= attribute < self.n_labels:
-            raise ValueError(f"attribute must be in 0..{self.n_labels - 1}, got {attribute}")
-        z = self.encode(x)[0].clone()
-        v = 1 if value > 0.5 else 0
-        mu, lv = self.prior_mu[attribute, v], self.prior_logvar[attribute, v]
-        eps = torch.randn(x.shape[0], generator=generator).to(z.device) if sample else torch.zeros(x.shape[0],
-                                                                                                  device=z.device)
-        z[:, attribute] = mu + (0.5 * lv).exp() * eps
-        return self.decode(z)
-
-    @torch.no_grad()
     def swap(self, x_style: torch.Tensor, x_char: torch.Tensor) -> torch.Tensor:
         """Characteristic swap: z_c of ``x_char`` with z_\\c of ``x_style`` (posterior means), decoded."""
         zs = self.split(self.encode(x_style)[0])[1]
@@ -515,31 +495,6 @@ def conditional_generation_accuracy(model: CCVAE, judge: Callable[[torch.Tensor]
         pred = judge(model.sample_conditional(y, generator=generator)).to(dev)
     per_class = [float((pred[y == k] == k).float().mean()) for k in range(model.n_labels)]
     return float((pred == y).float().mean()), per_class
-
-
-@torch.no_grad()
-def intervention_scores(model: CCVAE, x: torch.Tensor, judge: Callable[[torch.Tensor], torch.Tensor],
-                        generator: torch.Generator | None = None) -> dict[str, list[float]]:
-    """Success and leakage of setting each attribute to 0 and to 1 (binary form), as judged by ``judge``.
-
-    ``judge`` maps images to (N, A) 0/1 attribute readings (the faces oracle). Success: the share
-    of edited images where the judge reads the value that was set. Leakage: the share of
-    (image, other attribute) pairs whose reading differs from the reading of the unedited
-    reconstruction, so what the autoencoder itself loses is not counted as leakage.
-    """
-    success, leakage = [], []
-    with model_mode(model, training=False):
-        base = judge(model.decode(model.encode(x)[0])).float()
-        for i in range(model.n_labels):
-            others = [j for j in range(model.n_labels) if j != i]
-            s, lk = [], []
-            for v in (0.0, 1.0):
-                read = judge(model.intervene(x, i, v, generator=generator)).float().to(base.device)
-                s.append(float((read[:, i] == v).float().mean()))
-                lk.append(float((read[:, others] != base[:, others]).float().mean()) if others else 0.0)
-            success.append(sum(s) / 2)
-            leakage.append(sum(lk) / 2)
-    return {"success": success, "leakage": leakage}
 
 
 # ---------------------------------------------------------------------- interventions as the paper makes them
