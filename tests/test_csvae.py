@@ -191,23 +191,25 @@ def test_hidden_style_classes_follow_the_renderer_thresholds():
         cs.hidden_style_classes("smile", f)
 
 
-def test_edit_functions_find_labels_by_face_and_move_as_far_at_random():
+def test_edit_functions_take_the_faces_labels_and_move_as_far_at_random():
     torch.manual_seed(0)
     x = torch.rand(6, 3, 32, 32)
     y = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    every = torch.cat([y, torch.ones(6, 1)], 1)  # what measure_edits passes: glasses, facial_hair, smile
     for model in (cs.CSVAE((3, 32, 32), 2, 4, 2, width=4).eval(), cs.CVAE((3, 32, 32), 2, 4, width=4).eval()):
-        fns = cs.face_edit_functions(model, x, y, ["glasses", "facial_hair"], seed=1)
-        sel = torch.tensor([3, 0, 5])  # any subset, in any order: the labels are found by the pixels
-        assert torch.allclose(fns["reconstruct"](x[sel]), model.transfer(x[sel], y[sel], y[sel]), atol=1e-6)
+        fns = cs.face_edit_functions(model, ["glasses", "facial_hair"], seed=1)
+        sel = torch.tensor([3, 0, 5])
+        assert torch.allclose(fns["reconstruct"](x[sel], labels=every[sel]), model.transfer(x[sel], y[sel], y[sel]),
+                              atol=1e-6)
         y_new = y[sel].clone()
         y_new[:, 1] = 1.0
-        assert torch.allclose(fns["edit"](x[sel], "facial_hair", "add"), model.transfer(x[sel], y[sel], y_new),
-                              atol=1e-6)
-        assert fns["random_edit"](x[sel], "facial_hair", "add").shape == (3, 3, 32, 32)
+        assert torch.allclose(fns["edit"](x[sel], "facial_hair", "add", labels=every[sel]),
+                              model.transfer(x[sel], y[sel], y_new), atol=1e-6)
+        assert fns["random_edit"](x[sel], "facial_hair", "add", labels=every[sel]).shape == (3, 3, 32, 32)
         with pytest.raises(ValueError, match="not trained on 'smile'"):
-            fns["edit"](x[sel], "smile", "add")
-        with pytest.raises(ValueError, match="not one of the faces"):
-            fns["edit"](torch.rand(2, 3, 32, 32), "glasses", "add")
+            fns["edit"](x[sel], "smile", "add", labels=every[sel])
+        with pytest.raises(ValueError, match="pass_labels=True"):
+            fns["edit"](x[sel], "glasses", "add", labels=y[sel])
     # the random baseline moves CSVAE's (z, w) exactly as far as the transfer moves w
     model = cs.CSVAE((3, 32, 32), 2, 4, 2, width=4).eval()
     seen = []
@@ -220,6 +222,10 @@ def test_edit_functions_find_labels_by_face_and_move_as_far_at_random():
     assert torch.allclose((seen[0] - torch.cat([mu_z, mu_w], 1)).norm(dim=1), step, atol=1e-4)
     with pytest.raises(ValueError, match="random direction must have 8 numbers"):
         cs.random_transfer(model, x, y, y_new, torch.randn(3))
+    # one direction per face: each face still moves exactly as far
+    seen.clear()
+    cs.random_transfer(model, x, y, y_new, torch.randn(len(x), cs.code_dim(model)))
+    assert torch.allclose((seen[0] - torch.cat([mu_z, mu_w], 1)).norm(dim=1), step, atol=1e-4)
 
 
 def test_style_probe_rows():

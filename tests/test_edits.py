@@ -134,3 +134,20 @@ def test_the_random_baseline_draws_a_direction_per_face():
     assert float(moved.mean(0).norm()) < 0.3  # directions spread over the sphere (one shared would give 2.0)
     with pytest.raises(ValueError, match="'add' or 'remove'"):
         step(z, "flip")
+
+
+def test_conditional_models_get_each_batchs_labels(oracle, test_faces):
+    d = test_faces
+    seen = []
+
+    def edit(x, attribute, direction, *, labels):
+        seen.append((attribute, direction, labels.clone()))
+        return x
+
+    edits.measure_edits(oracle, "conditional", ["glasses"], d.images, d.labels, d.factors,
+                        reconstruct=lambda x, *, labels: x, edit=edit, ground_truth=False, pass_labels=True,
+                        batch_size=64)
+    for direction in edits.DIRECTIONS:
+        got = torch.cat([y for a, dr, y in seen if dr == direction])
+        keep = (d.labels[:, 0] > 0.5) != (direction == "add")
+        assert torch.equal(got, d.labels[keep])  # the rows of the faces edited, in order, across batches

@@ -17,7 +17,6 @@ swiss-roll toy: ``data_shape=(3,)``) and on images (``data_shape=(3, 32, 32)``).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -492,35 +491,11 @@ def hidden_style_classes(attribute: str, factors: torch.Tensor) -> torch.Tensor:
     return (kind >= 0.4).long() + (kind >= 0.7).long()
 
 
-def labels_by_image(images: torch.Tensor, labels: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``lookup(x)``: the rows of ``labels`` that belong to the faces in ``x`` (found by their exact pixels).
-
-    ``edits.measure_edits`` hands a model's edit functions the selected faces only; the CVAE and the
-    CSVAE also need each face's labels to encode it, and this finds them.
-    """
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{images.shape[0]} faces but {labels.shape[0]} label rows: pass the labels of these faces")
-
-    def key(img: torch.Tensor) -> bytes:
-        return hashlib.blake2b(img.contiguous().numpy().tobytes(), digest_size=16).digest()
-
-    index = {key(img): i for i, img in enumerate(images.detach().cpu())}
-
-    def lookup(x: torch.Tensor) -> torch.Tensor:
-        try:
-            rows = [index[key(img)] for img in x.detach().cpu()]
-        except KeyError:
-            raise ValueError("a face passed to the edit is not one of the faces the edit functions were built "
-                             "with: build them with the same test images that measure_edits gets") from None
-        return labels[rows].to(x.device)
-
-    return lookup
-
-
 @torch.no_grad()
 def random_transfer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, y_new: torch.Tensor,
                     u: torch.Tensor) -> torch.Tensor:
-    """The transfer's random baseline: move each face's latent code by the transfer's own step length along ``u``.
+    """The transfer's random baseline: move each face's latent code by the transfer's own step length along ``u``
+    (one direction, or one row per face).
 
     CVAE / CVAE-info: the transfer moves the decoder's input by ‖y' − y‖ (through y); the baseline moves z
     that far along ``u`` (z_dim numbers) and keeps y. CSVAE: the transfer moves w by ‖w' − μ_w‖; the
@@ -536,9 +511,10 @@ def random_transfer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, y_new: t
     else:
         code = model.encode(x, y)[0]
         length = (y_new - y).norm(dim=1, keepdim=True)
-    if u.shape != (code.shape[1],):
-        raise ValueError(f"the random direction must have {code.shape[1]} numbers for this model, got {tuple(u.shape)}")
-    moved = code + length * (u / u.norm()).to(code)
+    if u.shape not in ((code.shape[1],), (code.shape[0], code.shape[1])):
+        raise ValueError(f"the random direction must have {code.shape[1]} numbers for this model (or one such row "
+                         f"per face), got {tuple(u.shape)}")
+    moved = code + length * (u / u.norm(dim=-1, keepdim=True)).to(code)
     if isinstance(model, CSVAE):
         return model.decode(moved[:, :model.z_dim], moved[:, model.z_dim:])
     return model.decode(moved, y)
@@ -549,50 +525,51 @@ def code_dim(model: nn.Module) -> int:
     return model.z_dim + (model.n_labels * model.w_dim if isinstance(model, CSVAE) else 0)
 
 
-def face_edit_functions(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attributes: Sequence[str],
-                        seed: int = 0, batch_size: int = 500) -> dict[str, Callable]:
-    """``reconstruct``, ``edit`` and ``random_edit`` for ``edits.measure_edits`` (keyword arguments of the same names).
+def face_edit_functions(model: nn.Module, attributes: Sequence[str], seed: int = 0,
+                        batch_size: int = 500) -> dict[str, Callable]:
+    """``reconstruct``, ``edit`` and ``random_edit`` for ``edits.measure_edits(..., pass_labels=True)``.
 
-    ``images``: the test faces measure_edits gets; ``labels`` (N, k): their labels for the model's
-    ``attributes``, in the model's order. The edit is the model's transfer with one label flipped;
-    the random baseline moves the code as far along a random direction (one per attribute and
-    direction, drawn from ``seed``).
+    The CVAE and the CSVAE encode a face with its labels: measure_edits hands each function the faces'
+    rows of every attribute (``labels=``, (N, 3)), and the model's ``attributes`` pick its columns. The
+    edit is the model's transfer with one label flipped; the random baseline moves each face's code as
+    far along a random direction of its own (drawn from ``seed``).
     """
     attributes = list(attributes)
     if len(attributes) != model.n_labels:
         raise ValueError(f"{len(attributes)} attribute names for a model with {model.n_labels} label(s)")
-    lookup = labels_by_image(images, binary_labels(labels, model.n_labels, LABELS_FIX))
-    dirs = {}
+    columns = [faces.attribute_index(a) for a in attributes]
     gen = torch.Generator().manual_seed(seed)
-    for a in attributes:
-        for d in ("add", "remove"):
-            v = torch.randn(code_dim(model), generator=gen)
-            dirs[(a, d)] = v / v.norm()
 
-    def flipped(x: torch.Tensor, attribute: str, direction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def own(labels: torch.Tensor) -> torch.Tensor:
+        if labels.ndim != 2 or labels.shape[1] != len(faces.ATTRIBUTES):
+            raise ValueError(f"labels= must be the faces' rows of every attribute {faces.ATTRIBUTES}, got shape "
+                             f"{tuple(labels.shape)}: call edits.measure_edits(..., pass_labels=True)")
+        return labels[:, columns].float()
+
+    def flipped(labels: torch.Tensor, attribute: str, direction: str) -> tuple[torch.Tensor, torch.Tensor]:
         if attribute not in attributes:
             raise ValueError(f"the model was not trained on {attribute!r}; it knows {', '.join(attributes)}")
         if direction not in ("add", "remove"):
             raise ValueError(f"direction must be 'add' or 'remove', got {direction!r}")
-        y = lookup(x)
+        y = own(labels)
         y_new = y.clone()
         y_new[:, attributes.index(attribute)] = 1.0 if direction == "add" else 0.0
         return y, y_new
 
-    def reconstruct(x: torch.Tensor) -> torch.Tensor:
-        y = lookup(x)
+    def reconstruct(x: torch.Tensor, *, labels: torch.Tensor) -> torch.Tensor:
+        y = own(labels)
         return batched_transfer(model, x, y, y, batch_size)
 
-    def edit(x: torch.Tensor, attribute: str, direction: str) -> torch.Tensor:
-        y, y_new = flipped(x, attribute, direction)
+    def edit(x: torch.Tensor, attribute: str, direction: str, *, labels: torch.Tensor) -> torch.Tensor:
+        y, y_new = flipped(labels, attribute, direction)
         return batched_transfer(model, x, y, y_new, batch_size)
 
-    def random_edit(x: torch.Tensor, attribute: str, direction: str) -> torch.Tensor:
-        y, y_new = flipped(x, attribute, direction)
-        u = dirs[(attribute, direction)]
+    def random_edit(x: torch.Tensor, attribute: str, direction: str, *, labels: torch.Tensor) -> torch.Tensor:
+        y, y_new = flipped(labels, attribute, direction)
+        u = torch.randn(x.shape[0], code_dim(model), generator=gen).to(x.device)
         with model_mode(model, training=False):
-            return torch.cat([random_transfer(model, xb, yb, nb, u).cpu()
-                              for xb, yb, nb in _in_order([x, y, y_new], batch_size)])
+            return torch.cat([random_transfer(model, xb, yb, nb, ub).cpu()
+                              for xb, yb, nb, ub in _in_order([x, y, y_new, u], batch_size)])
 
     return {"reconstruct": reconstruct, "edit": edit, "random_edit": random_edit}
 

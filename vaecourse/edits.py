@@ -32,7 +32,6 @@ from collections.abc import Callable, Sequence
 import torch
 
 from . import faces
-from .batching import batched_apply
 from .oracle import AttributeOracle, edit_metrics
 
 DIRECTIONS = ("add", "remove")
@@ -81,12 +80,21 @@ def _row(model: str, attribute: str, direction: str, method: str, n: int, m: dic
             "factor_leakage": float(m.get("factor_leakage", float("nan"))) if n else float("nan")}
 
 
+def _in_batches(fn: Callable, x: torch.Tensor, labels: torch.Tensor | None, args: tuple,
+                batch_size: int) -> torch.Tensor:
+    """``fn(x_batch, *args)`` over ``x`` in batches (with ``labels=`` its rows of ``labels`` when given), on the CPU."""
+    outs = [fn(x[i:i + batch_size], *args, **({} if labels is None else {"labels": labels[i:i + batch_size]}))
+            for i in range(0, x.shape[0], batch_size)]
+    return torch.cat(outs).cpu()
+
+
 @torch.no_grad()
 def measure_edits(oracle: AttributeOracle, model_name: str, attributes: Sequence[str], images: torch.Tensor,
                   all_labels: torch.Tensor, factors: torch.Tensor, *,
                   reconstruct: Callable[[torch.Tensor], torch.Tensor], edit: EditFn,
                   random_edit: EditFn | None = None, ground_truth: bool = True,
-                  trained_on: Sequence[str] | None = None, batch_size: int = 256) -> list[dict]:
+                  trained_on: Sequence[str] | None = None, pass_labels: bool = False,
+                  batch_size: int = 256) -> list[dict]:
     """The schema's rows for one model: every attribute in ``attributes``, both directions, all four methods.
 
     ``images`` (N, 3, H, W) are test faces with ``all_labels`` (N, 3: every attribute, for the
@@ -95,6 +103,8 @@ def measure_edits(oracle: AttributeOracle, model_name: str, attributes: Sequence
     ``random_edit`` the same-length step along a random direction (omit for models without one).
     ``ground_truth=False`` leaves out the re-rendered reference (e.g. for a second model on the same faces).
     ``trained_on`` names the attributes the model knows: asking for another one is an error.
+    ``pass_labels=True`` is for conditional models (a CVAE encodes x with its labels): each callback
+    then also gets ``labels=``, the (batch, 3) rows of ``all_labels`` of the faces it is given.
     """
     check_faces(images, all_labels, factors)
     for attribute in attributes:
@@ -117,12 +127,13 @@ def measure_edits(oracle: AttributeOracle, model_name: str, attributes: Sequence
                          if (m != "random" or random_edit) and (m != "ground_truth" or ground_truth)]
                 continue
             x = images[idx.to(images.device)]
-            recon = batched_apply(reconstruct, x, batch_size).cpu()
-            edited = batched_apply(lambda b, a=attribute, d=direction: edit(b, a, d), x, batch_size).cpu()
+            y = labels[idx].to(images.device) if pass_labels else None
+            recon = _in_batches(reconstruct, x, y, (), batch_size)
+            edited = _in_batches(edit, x, y, (attribute, direction), batch_size)
             rows.append(_row(model_name, attribute, direction, "edit", n,
                              edit_metrics(oracle, edited, attribute, want, original_images=recon)))
             if random_edit is not None:
-                moved = batched_apply(lambda b, a=attribute, d=direction: random_edit(b, a, d), x, batch_size).cpu()
+                moved = _in_batches(random_edit, x, y, (attribute, direction), batch_size)
                 rows.append(_row(model_name, attribute, direction, "random", n,
                                  edit_metrics(oracle, moved, attribute, want, original_images=recon)))
             rows.append(_row(model_name, attribute, direction, "none", n,
