@@ -24,7 +24,7 @@ and batch statistics would mix them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -242,8 +242,7 @@ def equivalent_c(recon_weight_per_image: float, kl_weight: float = 1.0) -> float
     return kl_weight / (2.0 * recon_weight_per_image)
 
 
-def describe(model: FaceVAE | nn.Module, sizes: Sequence[int] | None = None) -> str:
-    """One line naming the nets' sizes and parameter count (for a lesson's printout)."""
+def describe(model: nn.Module) -> str:
+    """One line naming the net and its parameter count (for a lesson's printout)."""
     n = sum(p.numel() for p in model.parameters())
-    extra = f", sizes {list(sizes)}" if sizes else ""
-    return f"{type(model).__name__}: {n / 1e6:.2f} M parameters{extra}"
+    return f"{type(model).__name__}: {n / 1e6:.2f} M parameters"
