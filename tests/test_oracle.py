@@ -61,11 +61,9 @@ def test_accuracy_on_held_out_faces(trained, held_out):
     attrs, _, images, _ = held_out
     fresh = orc.accuracy(images, attrs)
     assert min(fresh.values()) >= 0.97, fresh
-    # the regression head reads every factor back but eye spacing: it moves the eyes by about one pixel at 32 px,
-    # which the blur the oracle is trained on erases (R^2 0.07 for the augmented oracle, measured 2026-12-01), so
-    # factor leakage cannot see eye spacing; any other factor lost is a regression
-    r2 = {k: v for k, v in orc.meta["factor_r2"].items() if k != "eye_spacing"}
-    assert min(r2.values()) > 0.7, orc.meta["factor_r2"]
+    # the regression head reads every factor back; eye spacing, about a pixel at 32 px, is the faintest (R^2 0.80-0.82
+    # over seeds 0-2; 0.07 when the blur/noise read-back weighed as much as the factors: QUALITY_WEIGHT)
+    assert min(orc.meta["factor_r2"].values()) > 0.7, orc.meta["factor_r2"]
 
 
 @pytest.fixture(scope="module")
@@ -261,8 +259,8 @@ def test_ground_truth_edits_score_as_clean(trained, held_out):
         original = render_faces(before, factors, 32)
         edited = render_faces(toggle(before, name, 1), factors, 32)
         m = edit_metrics(orc, edited, name, 1, original)
-        # facial hair is read on 94-95 % of re-rendered faces (the README table, "attribute toggled"): a thin moustache
-        assert m["success_rate"] >= 0.92, (name, m)
+        # facial hair is read on 95.0-96.5 % of re-rendered faces over seeds 0-2 (glasses 99.8-100 %): a thin moustache
+        assert m["success_rate"] >= (0.95 if name == "glasses" else 0.92), (name, m)
         assert m["attribute_leakage"] <= 0.03, (name, m)
         assert m["factor_leakage"] <= 0.2, (name, m)
     # an edit that also widens the face is caught on that factor
@@ -274,10 +272,8 @@ def test_ground_truth_edits_score_as_clean(trained, held_out):
                          render_faces(before, factors, 32))
     dragged = edit_metrics(orc, render_faces(toggle(before, "facial_hair", 1), wider, 32), "facial_hair", 1,
                            render_faces(before, factors, 32))
-    # KNOWN REGRESSION of oracle v2 (augmented): adding a beard alone moves its face-width reading by 0.42 spread
-    # (facial hair correlates with face width in the data), a widened face by 1.02; v1 separated them more than 3x.
-    # Held at 2x until the oracle is retrained to separate them again (noted on the faces issue).
-    assert dragged["factor_shift"]["face_width"] > 2 * clean["factor_shift"]["face_width"]
+    # a beard alone moves the face-width reading by 0.17-0.18 of its spread, a widened face by 1.05-1.09 (seeds 0-2)
+    assert dragged["factor_shift"]["face_width"] > 3 * clean["factor_shift"]["face_width"]
     # removing an attribute: target_value 0
     gone = edit_metrics(orc, render_faces(before, factors, 32), "facial_hair", 0)
     assert gone["success_rate"] >= 0.97
@@ -295,7 +291,9 @@ def test_frechet_distance_behaves(trained, held_out):
     noisy = [frechet_distance(orc, other, (real + s * torch.randn(real.shape, generator=g)).clamp(0, 1))
              for s in (0.1, 0.2, 0.3)]
     print(f"Fréchet distance: real vs real {base:.2f}, blur {blurred}, noise {noisy}")
-    assert base < 0.2 * blurred[0] and base < 0.2 * noisy[0]
+    # The attribute head is trained to see through blur; the quality head keeps blur in the features. Over
+    # seeds 0-2 blur 0.5 px gave 2.0-2.2 times, blur 1 px 16 times the distance between two real samples.
+    assert base < 0.6 * blurred[0] and base < 0.2 * blurred[1] and base < 0.2 * noisy[0]
     assert blurred == sorted(blurred) and noisy == sorted(noisy)
     with pytest.raises(ValueError, match="at least 2"):
         frechet_distance(orc, real[:1], other)
