@@ -39,7 +39,7 @@ from .batching import batched_apply
 from .data import REPO_DATA
 from .faces import FaceConfig, attribute_index
 
-ORACLE_VERSION = "2"  # bump when the net, its training or its saved format changes
+ORACLE_VERSION = "3"  # bump when the net, its training or its saved format changes (2: an interim recipe)
 UNIFORM_STD = 12 ** -0.5  # std of a factor uniform on [0, 1]: the factors' scale for the regression head
 QUALITY_WEIGHT = 0.25  # weight of the blur/noise read-back: enough to keep blur in the features, small beside the rest
 
