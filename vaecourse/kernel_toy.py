@@ -14,7 +14,7 @@ domain, so tiny β never underflows: the decoder weights wᵢ(b) = q(z_b|xᵢ)/�
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,6 +72,14 @@ def decoder_weights(log_q: np.ndarray) -> np.ndarray:
 def decoder_step(x: np.ndarray, log_q: np.ndarray) -> np.ndarray:
     """g(z_b) = Σᵢ wᵢ(b)·xᵢ: the optimal decoder, a convex combination of the data (G×D)."""
     return decoder_weights(log_q).T @ x
+
+
+def update(x: np.ndarray, psi: np.ndarray, log_prior: np.ndarray, beta: float) -> np.ndarray:
+    """One fixed-point update: the encoders for the decoder ψ, then the decoder for those encoders (G×D)."""
+    return decoder_step(x, encoder_step(x, psi, log_prior, beta))
+
+
+Step = Callable[[np.ndarray, np.ndarray, np.ndarray, float], np.ndarray]
 
 
 @dataclass
@@ -148,8 +156,10 @@ def _check_data(x: np.ndarray) -> np.ndarray:
 
 def fixed_point(x: np.ndarray, grid: LatentGrid, beta: float, psi0: np.ndarray | None = None, *,
                 max_iter: int = 2000, tol: float = 1e-7, noise: float = 0.0, smooth_noise: bool = True,
-                rng: np.random.Generator | None = None) -> FixedPoint:
+                rng: np.random.Generator | None = None, step: Step | None = None) -> FixedPoint:
     """Iterate encoder_step/decoder_step from ``psi0`` (default: the data mean) until max |Δψ| < ``tol``.
+
+    ``step(x, psi, log_prior, beta) -> new psi`` replaces that update (lesson 04b passes the student's own).
 
     ``noise`` adds a small perturbation to the start, so that the iteration can leave the collapsed
     fixed point (every ψ_b at the mean) below the critical β, where it is unstable. By default it is a
@@ -169,9 +179,9 @@ def fixed_point(x: np.ndarray, grid: LatentGrid, beta: float, psi0: np.ndarray |
         else:
             psi = psi + noise * rng.standard_normal(psi.shape)
     change, history, log_q = np.inf, [], None
+    step = step or update
     for _ in range(max_iter):
-        log_q = encoder_step(x, psi, grid.log_prior, beta)
-        new = decoder_step(x, log_q)
+        new = step(x, psi, grid.log_prior, beta)
         change = float(np.abs(new - psi).max())
         psi = new
         history.append(change)
@@ -183,8 +193,9 @@ def fixed_point(x: np.ndarray, grid: LatentGrid, beta: float, psi0: np.ndarray |
 
 
 def anneal(x: np.ndarray, grid: LatentGrid, betas: Sequence[float], *, max_iter: int = 2000, tol: float = 1e-7,
-           noise: float = 1e-3, seed: int = 0) -> list[FixedPoint]:
-    """Fixed points along decreasing β, each started from the previous one plus a small perturbation."""
+           noise: float = 1e-3, seed: int = 0, step: Step | None = None) -> list[FixedPoint]:
+    """Fixed points along decreasing β, each started from the previous one plus a small perturbation
+    (``step``: the update to iterate, as in ``fixed_point``)."""
     betas = [float(b) for b in betas]
     if any(b2 >= b1 for b1, b2 in zip(betas, betas[1:])):
         raise ValueError("anneal needs strictly decreasing betas (from hot to cold), e.g. np.geomspace(10, 0.01, 60)")
@@ -192,7 +203,7 @@ def anneal(x: np.ndarray, grid: LatentGrid, betas: Sequence[float], *, max_iter:
     out: list[FixedPoint] = []
     psi = None
     for b in betas:
-        fp = fixed_point(x, grid, b, psi, max_iter=max_iter, tol=tol, noise=noise, rng=rng)
+        fp = fixed_point(x, grid, b, psi, max_iter=max_iter, tol=tol, noise=noise, rng=rng, step=step)
         out.append(fp)
         psi = fp.psi
     return out
