@@ -125,7 +125,7 @@ def check_fixed_point_update(fn: Callable[..., np.ndarray]) -> None:
                   "the decoder g(z_b) = Σᵢ w_i(b) xᵢ is G×D: weights (n×G) transposed times the data (n×D)")
         if not np.isfinite(out).all():
             _fail(name, f"NaN or inf at β = {beta:g}",
-                  "work in the log domain: subtract each row's logsumexp before exp (scipy.special.logsumexp)")
+                  "work in the log domain: subtract the largest log term before np.exp (or scipy.special.logsumexp)")
         want = kt.decoder_step(x, kt.encoder_step(x, psi, grid.log_prior, beta))
         if np.allclose(out, want, atol=1e-8):
             continue
