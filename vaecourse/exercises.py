@@ -15,7 +15,7 @@ knows it reads our cells as they are), but they are grading systems. nbgrader ke
 students and submissions and runs as Jupyter server extensions; otter-grader brings its own
 test-file format, autograder bundles and Docker-based grading. The course needs one step only, from
 teacher to student notebook, with no server and no dependency beyond the standard library: this
-module, about a hundred lines. A teacher who wants grading can still run nbgrader on these notebooks.
+module, under two hundred lines. A teacher who wants grading can still run nbgrader on these notebooks.
 """
 
 from __future__ import annotations
