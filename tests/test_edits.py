@@ -124,6 +124,30 @@ def test_latent_step_and_the_smallest_confident_delta():
         edits.smallest_confident_delta(logit, codes, torch.tensor([0.0, 1.0]), "add")
 
 
+def test_confident_steps_move_each_face_only_as_far_as_it_needs():
+    # logit 2·z0: 90 % confidence needs z0 > log(9)/2 ≈ 1.10; faces start at z0 = -1, 0 and 1
+    logit = lambda z: 2 * z[:, 0]  # noqa: E731
+    codes = torch.tensor([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
+    u = torch.tensor([1.0, 0.0])
+    deltas = edits.confident_steps(logit, codes, u, "add", confidence=0.9)
+    assert deltas.tolist() == [2.25, 1.25, 0.25]  # the smallest grid step past 1.10 - z0, face by face
+    moved = edits.per_face_step(u, deltas)(codes, "add")
+    assert bool((torch.sigmoid(logit(moved)) > 0.9).all())
+    assert torch.allclose(edits.per_face_step(u, deltas)(codes, "remove")[:, 0], codes[:, 0] - deltas)
+    # a surer classifier means a longer step; a face nothing convinces gets the grid's last value
+    assert bool((edits.confident_steps(logit, codes, u, "add", confidence=0.99) >= deltas).all())
+    assert edits.confident_steps(logit, codes, torch.tensor([0.0, 1.0]), "add").tolist() == [10.0] * 3
+    # the random baseline can match each face's length
+    rnd = edits.random_latent_step(deltas, torch.Generator().manual_seed(0))(torch.zeros(3, 2), "add")
+    assert torch.allclose(rnd.norm(dim=1), deltas, atol=1e-5)
+    with pytest.raises(ValueError, match="between 0.5 and 1"):
+        edits.confident_steps(logit, codes, u, "add", confidence=1.0)
+    with pytest.raises(ValueError, match="one δ per face"):
+        edits.per_face_step(u, deltas)(torch.zeros(5, 2), "add")
+    with pytest.raises(ValueError, match="finite"):
+        edits.per_face_step(u, torch.tensor([1.0, float("nan")]))
+
+
 def test_the_random_baseline_draws_a_direction_per_face():
     step = edits.random_latent_step(2.0, torch.Generator().manual_seed(0))
     z = torch.zeros(500, 8)

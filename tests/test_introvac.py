@@ -14,7 +14,10 @@ from vaecourse.introvac import (
     Betas,
     Calibrated,
     calibrated_weights,
+    choose_confidences,
     confident_deltas,
+    confident_edit_function,
+    confident_move,
     edit_function,
     edit_widget,
     energy,
@@ -299,6 +302,60 @@ def test_deltas_chosen_on_validation_faces_make_the_classifier_sure():
         edit_function(model, {("top", "add"): 1.0})(x[:2], "top", "remove")
     with pytest.raises(ValueError, match="no attribute 'smile'"):
         edit_function(model, deltas)(x[:2], "smile", "add")
+
+
+def test_confident_edits_move_each_face_until_the_classifier_is_sure():
+    x, y = toy()
+    model = make(latent=3)
+    fit(model, vac_loss(Calibrated(cl=4.0, g=0.0, ec=0.0)), [x, y], epochs=20, batch_size=64, lr=1e-2,
+        progress=False)
+    model.eval()
+    lacking = x[y[:, 0] == 0]
+    with torch.no_grad():
+        mu = model.encode(lacking)[0]
+        moved, deltas = confident_move(model, mu, "top", "add", 0.99)
+        assert bool((torch.sigmoid(model.class_logits(moved)[:, 0]) >= 0.99).all())
+        assert float(deltas.std()) > 0  # not one δ for all faces
+        shorter = (moved - model.directions()[0] / model.directions()[0].norm() * 0.25)
+        already = torch.sigmoid(model.class_logits(shorter)[:, 0]) >= 0.99
+        assert not bool(already[deltas > 0.25].any())  # one grid step less would not have been enough
+        edit = confident_edit_function(model, 0.99)
+        assert torch.allclose(edit(lacking, "top", "add"), model.decode(moved), atol=1e-6)
+        baseline = confident_edit_function(model, 0.99, random=torch.Generator().manual_seed(3))(lacking, "top", "add")
+        assert not torch.allclose(baseline, model.decode(moved), atol=1e-3)
+    with pytest.raises(ValueError, match="choose_confidences"):
+        confident_edit_function(model, {("top", "add"): 0.9})(x[:2], "top", "remove")
+    with pytest.raises(ValueError, match="between 0.5 and 1"):
+        confident_edit_function(model, 0.3)(x[:2], "top", "add")
+
+
+def test_confidences_are_chosen_by_success_minus_leakage(monkeypatch):
+    import vaecourse.edits as edits_module
+
+    model = face_vac(["glasses", "facial_hair"], size=32, latent_dim=8, width=4)
+    # a stand-in for the oracle's scores: success rises with the confidence, leakage rises faster past 0.99
+    scores = {0.9: (0.70, 0.05), 0.99: (0.95, 0.08), 0.999: (0.99, 0.20)}
+
+    def fake_measure(oracle, name, attributes, *args, edit, **kwargs):
+        c = fake_measure.current
+        return [{"model": name, "attribute": a, "direction": d, "method": "edit", "n": 10,
+                 "success": scores[c][0], "attribute_leakage": scores[c][1], "factor_leakage": 0.0}
+                for a in attributes for d in ("add", "remove")]
+
+    real = confident_edit_function
+
+    def spy(model, confidence, *a, **k):
+        fake_measure.current = confidence
+        return real(model, confidence, *a, **k)
+
+    monkeypatch.setattr(edits_module, "measure_edits", fake_measure)
+    monkeypatch.setattr("vaecourse.introvac.confident_edit_function", spy)
+    chosen, sweep = choose_confidences(model, None, "m", torch.zeros(4, 3, 32, 32), torch.zeros(4, 3),
+                                       torch.zeros(4, 12), grid=(0.9, 0.99, 0.999))
+    assert set(chosen.values()) == {0.99} and len(sweep) == 3 * 4  # 0.95 - 0.08 beats 0.65 and 0.79
+    with pytest.raises(ValueError, match="probabilities"):
+        choose_confidences(model, None, "m", torch.zeros(4, 3, 32, 32), torch.zeros(4, 3), torch.zeros(4, 12),
+                           grid=(0.4,))
 
 
 def test_face_vac_is_the_backbone_with_a_linear_head():

@@ -172,21 +172,53 @@ def latent_step(u: torch.Tensor, delta: float) -> Callable[[torch.Tensor, str], 
     return step
 
 
-def random_latent_step(delta: float, generator: torch.Generator) -> Callable[[torch.Tensor, str], torch.Tensor]:
+def per_face_step(u: torch.Tensor, deltas: torch.Tensor) -> Callable[[torch.Tensor, str], torch.Tensor]:
+    """z ↦ z ± δₙ·u/‖u‖ with a step δₙ of its own for each face n (``deltas``, shape (N,))."""
+    deltas = check_deltas(deltas)
+    if not torch.isfinite(u).all() or float(u.norm()) == 0:
+        raise ValueError("the edit direction must be a finite, non-zero vector")
+    unit = u / u.norm()
+
+    def step(z: torch.Tensor, direction: str) -> torch.Tensor:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be 'add' or 'remove', got {direction!r}")
+        if len(z) != len(deltas):
+            raise ValueError(f"{len(z)} codes but {len(deltas)} per-face steps: give one δ per face")
+        sign = 1.0 if direction == "add" else -1.0
+        return z + sign * deltas.to(z)[:, None] * unit.to(z)
+
+    return step
+
+
+def check_deltas(deltas: torch.Tensor) -> torch.Tensor:
+    """Per-face steps as a 1-D float tensor, or a ValueError when one is not a finite number."""
+    deltas = torch.as_tensor(deltas, dtype=torch.float32).reshape(-1)
+    if not bool(torch.isfinite(deltas).all()):
+        raise ValueError("every per-face step δ must be a finite number; choose them with edits.confident_steps")
+    return deltas
+
+
+def random_latent_step(delta: float | torch.Tensor, generator: torch.Generator
+                       ) -> Callable[[torch.Tensor, str], torch.Tensor]:
     """z ↦ z + δ·v with a fresh random unit direction v for every face: the ``random`` baseline.
 
     One direction for all faces is a lottery: on the course's backbone (latent 32, δ = 3) single random
     directions made the oracle read glasses on 28–82 % of test faces, depending on the draw; a direction
     per face averages that out (35 %, the attribute's base rate 32 %). The sign does not matter for a
-    random direction, so "add" and "remove" take the same kind of step.
+    random direction, so "add" and "remove" take the same kind of step. ``delta`` is one step for every
+    face, or a tensor of one per face (to match an edit whose step differs from face to face).
     """
-    delta = check_delta(delta)
+    per_face = isinstance(delta, torch.Tensor) and delta.ndim > 0
+    delta = check_deltas(delta) if per_face else check_delta(delta)
 
     def step(z: torch.Tensor, direction: str) -> torch.Tensor:
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be 'add' or 'remove', got {direction!r}")
+        if per_face and len(z) != len(delta):
+            raise ValueError(f"{len(z)} codes but {len(delta)} per-face steps: give one δ per face")
         v = torch.randn(z.shape, generator=generator).to(z)
-        return z + delta * v / v.norm(dim=1, keepdim=True)
+        length = delta.to(z)[:, None] if per_face else delta
+        return z + length * v / v.norm(dim=1, keepdim=True)
 
     return step
 
@@ -197,9 +229,12 @@ def random_unit(dim: int, generator: torch.Generator) -> torch.Tensor:
     return v / v.norm()
 
 
+DELTA_GRID = tuple(0.25 * k for k in range(1, 41))  # candidate steps δ: 0.25 … 10 latent units
+
+
 def smallest_confident_delta(logit_of: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, u: torch.Tensor,
                              direction: str, *, confidence: float = 0.9, share: float = 0.9,
-                             deltas: Sequence[float] = tuple(0.25 * k for k in range(1, 41))) -> float:
+                             deltas: Sequence[float] = DELTA_GRID) -> float:
     """The smallest δ at which the latent classifier puts ``share`` of the moved codes on the requested side.
 
     ``logit_of(z)`` is the classifier's logit of one attribute; ``z`` are validation codes that do not
@@ -215,6 +250,31 @@ def smallest_confident_delta(logit_of: Callable[[torch.Tensor], torch.Tensor], z
             return float(d)
     raise ValueError(f"no δ up to {deltas[-1]:g} makes the classifier {confidence:.0%} confident on {share:.0%} of the "
                      "codes: the direction may not carry the attribute (train longer, or check the classifier)")
+
+
+def confident_steps(logit_of: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, u: torch.Tensor,
+                    direction: str, *, confidence: float = 0.9, deltas: Sequence[float] = DELTA_GRID) -> torch.Tensor:
+    """Per face, the smallest δ on the grid at which the latent classifier gives the requested value ``confidence``.
+
+    The automatic rule Maggipinto et al. (2020) mention ("move until the image is confidently
+    classified"), applied face by face: a face that is easy to convince moves a little, a hard one
+    further, where one δ for all faces must be large enough for the hardest ones and overshoots the
+    rest (what overshooting does: other attributes change). A face that no δ on the grid convinces
+    gets the grid's last value. ``logit_of(z)`` is the classifier's logit of one attribute.
+    """
+    if not 0.5 < confidence < 1:
+        raise ValueError(f"confidence must lie between 0.5 and 1 (a probability), got {confidence}")
+    target = math.log(confidence / (1 - confidence))
+    out = torch.full((len(z),), float(deltas[-1]))
+    done = torch.zeros(len(z), dtype=torch.bool)
+    for d in sorted(deltas):
+        logit = logit_of(latent_step(u, d)(z, direction)).cpu()
+        hit = (logit > target) if direction == "add" else (logit < -target)
+        out[hit & ~done] = float(d)
+        done |= hit
+        if bool(done.all()):
+            break
+    return out
 
 
 def edits_markdown(rows: Sequence[dict]) -> str:

@@ -430,6 +430,87 @@ def edit_function(model: VAC, deltas: dict[tuple[str, str], float], random: torc
     return edit
 
 
+CONFIDENCE_GRID = (0.9, 0.97, 0.99, 0.995, 0.999)  # the latent classifier's confidences tried on validation faces
+
+
+def confident_move(model: VAC, z: torch.Tensor, attribute: str, direction: str, confidence: float,
+                   max_delta: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(moved codes, each face's δ): every code moves along ±wₐ/‖wₐ‖ until the latent classifier is ``confidence`` sure.
+
+    Each face's step is the smallest δ (in 0.25 steps, up to ``max_delta``) that gives the requested
+    value ("add": present, "remove": absent) that probability (``edits.confident_steps``).
+    """
+    from .edits import confident_steps, per_face_step
+
+    grid = tuple(0.25 * k for k in range(1, int(max_delta / 0.25) + 1))
+    if not grid:
+        raise ValueError(f"max_delta must be at least 0.25, got {max_delta}")
+    i = model.attribute_index(attribute)
+    u = model.directions()[i]
+    deltas = confident_steps(lambda c: model.class_logits(c)[:, i], z, u, direction, confidence=confidence,
+                             deltas=grid)
+    return per_face_step(u, deltas)(z, direction), deltas
+
+
+def confident_edit_function(model: VAC, confidence: float | dict[tuple[str, str], float],
+                            random: torch.Generator | None = None, max_delta: float = 10.0
+                            ) -> Callable[[torch.Tensor, str, str], torch.Tensor]:
+    """``edit(x, attribute, direction)``: decode μ(x) moved face by face until the classifier is confident.
+
+    ``confidence`` is one probability for every edit, or one per (attribute, "add" | "remove")
+    (:func:`choose_confidences`); see :func:`confident_move`. With ``random`` (a generator) each face
+    instead moves as far as its edit would, along a random direction of its own: the random baseline.
+    """
+    from .edits import DIRECTIONS, random_latent_step
+
+    if not isinstance(confidence, dict):
+        confidence = {(a, d): float(confidence) for a in model.attribute_names for d in DIRECTIONS}
+
+    def edit(x: torch.Tensor, attribute: str, direction: str) -> torch.Tensor:
+        if (attribute, direction) not in confidence:
+            raise ValueError(f"no confidence for ({attribute!r}, {direction!r}); choose them with choose_confidences")
+        with torch.no_grad():
+            z = model.encode(x)[0]
+            moved, deltas = confident_move(model, z, attribute, direction, confidence[(attribute, direction)],
+                                           max_delta)
+            if random is not None:
+                moved = random_latent_step(deltas, random)(z, direction)
+            return model.decode(moved)
+
+    return edit
+
+
+def choose_confidences(model: VAC, oracle, model_name: str, images: torch.Tensor, all_labels: torch.Tensor,
+                       factors: torch.Tensor, *, grid: Sequence[float] = CONFIDENCE_GRID
+                       ) -> tuple[dict[tuple[str, str], float], list[dict]]:
+    """The confidence of :func:`confident_edit_function` per (attribute, direction), chosen on *validation* faces.
+
+    Every confidence of ``grid`` edits the validation faces (``images`` with the labels of every
+    attribute, ``all_labels``, and their ``factors``) and the oracle scores them. A larger confidence
+    moves faces further, which raises success and, beyond what is needed, leakage; per (attribute,
+    direction) the confidence with the largest success − attribute leakage is kept (both are shares of
+    the faces; on a tie the smaller confidence). Returns the choice and the sweep's edit rows (each with
+    its ``confidence``). The test faces then use the choice unchanged.
+    """
+    from .edits import DIRECTIONS, measure_edits
+
+    if not grid or not all(0.5 < c < 1 for c in grid):
+        raise ValueError(f"grid must hold probabilities between 0.5 and 1, got {list(grid)}")
+    sweep = []
+    for c in sorted(grid):
+        rows = measure_edits(oracle, model_name, model.attribute_names, images, all_labels, factors,
+                             reconstruct=model.reconstruct, edit=confident_edit_function(model, c),
+                             ground_truth=False, trained_on=model.attribute_names)
+        sweep += [{**r, "confidence": c} for r in rows if r["method"] == "edit"]
+    chosen = {}
+    for a in model.attribute_names:
+        for d in DIRECTIONS:
+            mine = [r for r in sweep if (r["attribute"], r["direction"]) == (a, d)]
+            best = max(mine, key=lambda r: (round(r["success"] - r["attribute_leakage"], 9), -r["confidence"]))
+            chosen[(a, d)] = best["confidence"]
+    return chosen, sweep
+
+
 # ----------------------------------------------------------------------------- Langevin sampling of p(z | y)
 @dataclass
 class LangevinResult:
