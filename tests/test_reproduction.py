@@ -1,8 +1,6 @@
 import json
 
-import pytest
-
-from vaecourse.reproduction import END, START, best_results, main, table, update_readme
+from vaecourse.reproduction import DOCUMENT, HEADER, REPO_ROOT, best_results, main, table, update
 
 
 def write(folder, notebook, profile, rows, seconds=120.0, name=None, **extra):
@@ -26,41 +24,54 @@ def test_largest_profile_wins_and_rows_are_marked(tmp_path):
     assert "| full |" in table(best_results(tmp_path))
 
 
-def test_readme_is_rewritten_between_markers_and_checked(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{START}\nold\n{END}\nafter\n")
+def test_the_document_is_written_whole_and_checked(tmp_path):
+    doc, readme = tmp_path / "docs" / "reproduction.md", tmp_path / "README.md"
+    readme.write_text("intro\n")
     results = tmp_path / "results"
     results.mkdir()
     write(results, "01_elbo", "cpu", [{"what": "x", "ours": 1.0, "source_value": None, "source": "s"}])
-    assert main(["--results", str(results), "--readme", str(readme), "--check"]) == 1
-    assert update_readme(readme, results) is True
-    text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("after\n") and "old" not in text
-    assert main(["--results", str(results), "--readme", str(readme), "--check"]) == 0
-    readme.write_text("no markers")
-    with pytest.raises(ValueError, match="markers"):
-        update_readme(readme, results)
+    args = ["--results", str(results), "--out", str(doc), "--readme", str(readme)]
+    assert main([*args, "--check"]) == 1  # no document yet
+    assert update(results, doc, readme) == [doc]  # the README has no notebook row: left as it was
+    text = doc.read_text()
+    assert text.startswith(HEADER) and text.endswith("|\n")
+    assert text == HEADER + table(best_results(results)) + "\n"
+    assert "| 01_elbo | x | — (s) | 1 |" in text
+    assert main([*args, "--check"]) == 0 and update(results, doc, readme) == []
+    doc.write_text(text.replace("| 1 |", "| 2 |"))  # a hand edit, or a table from older results
+    assert main([*args, "--check"]) == 1
+    doc.write_text(text + "a note added by hand\n")  # the file is generated whole: nothing may be added
+    assert main([*args, "--check"]) == 1
+    write(results, "01_elbo", "cpu", [{"what": "x", "ours": 3.0, "source_value": None, "source": "s"}])
+    assert main([*args]) == 0 and "| 01_elbo | x | — (s) | 3 |" in doc.read_text()
+    assert readme.read_text() == "intro\n"
 
 
 def test_notebook_minutes_follow_the_cpu_results(tmp_path):
-    readme = tmp_path / "README.md"
+    readme, doc = tmp_path / "README.md", tmp_path / "reproduction.md"
     row = "| 03 | [c and β](notebooks/03_c_and_beta.ipynb) | the decoder variance | 6.0 | [![Open](badge)](link) |"
     other = "| 04 | [GECO](notebooks/04_geco.ipynb) | no results file | 3.6 | [![Open](badge)](link) |"
     escaped = "| 06 | [VAC](notebooks/06_vac.ipynb) | sampling p(z\\|y) | 6.0 | [![Open](badge)](link) |"
-    readme.write_text(f"{row}\n{other}\n{escaped}\n{START}\n{END}\n")
+    readme.write_text(f"{row}\n{other}\n{escaped}\n")
     results = tmp_path / "results"
     results.mkdir()
     write(results, "03_c_and_beta", "cpu", [], seconds=75.0)
     write(results, "06_vac", "cpu", [], seconds=135.0)
-    assert main(["--results", str(results), "--readme", str(readme), "--check"]) == 1
-    update_readme(readme, results)
+    update(results, doc, None)  # the document alone: the README is left as it was
+    assert readme.read_text() == f"{row}\n{other}\n{escaped}\n"
+    args = ["--results", str(results), "--readme", str(readme), "--out", str(doc)]
+    assert main([*args, "--check"]) == 1  # the document is current, the minutes are not
+    assert main([*args, "--check", "--no-readme"]) == 0
+    assert update(results, doc, readme) == [readme]
     lines = readme.read_text().splitlines()
     assert lines[0] == row.replace("| 6.0 |", "| 1.2 |") and lines[1] == other
     assert lines[2] == escaped.replace("| 6.0 |", "| 2.2 |")
+    assert main([*args, "--check"]) == 0
 
 
-def test_the_committed_readme_matches_the_committed_results():
-    assert main(["--check"]) == 0, "run python -m vaecourse.reproduction and commit README.md"
+def test_the_committed_document_and_readme_match_the_committed_results():
+    assert (REPO_ROOT / DOCUMENT).is_file(), f"{DOCUMENT} is missing: run python -m vaecourse.reproduction"
+    assert main(["--check"]) == 0, f"run python -m vaecourse.reproduction and commit {DOCUMENT} and README.md"
 
 
 def test_only_completed_passing_runs_fill_the_table(tmp_path):

@@ -555,7 +555,7 @@ def load_faces(split: str = "train", root: str | Path | None = None, size: int =
 
 
 def faces_grid(n: int = 24, size: int = 64, seed: int = 0, ncol: int = 8):
-    """A matplotlib figure of ``n`` faces of the test split with their attribute labels (the README figure)."""
+    """A matplotlib figure of ``n`` faces of the test split with their attribute labels (the figure in docs/data.md)."""
     import matplotlib.pyplot as plt
 
     data = load_faces("test", size=size, n=n, seed=seed)

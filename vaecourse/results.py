@@ -173,7 +173,7 @@ class Lesson:
 
     def reproduce(self, what: str, ours: float, source_value: float | str | None, source: str,
                   setting: str = "") -> None:
-        """Put one of our numbers next to the number a source reports (the README's reproduction table).
+        """Put one of our numbers next to the number a source reports (the reproduction table, docs/reproduction.md).
 
         A row with the same ``what``, source and source value (a cell run again) is replaced, not repeated.
         """
