@@ -9,6 +9,7 @@ import torch
 
 from vaecourse import ccvae as cc
 from vaecourse.classifier import Classifier, accuracy, fit_classifier
+from vaecourse.face_vae import FaceDecoder
 from vaecourse.losses import gaussian_log_density
 from vaecourse.plots import tile
 
@@ -198,7 +199,15 @@ def test_face_backbone_with_a_calibrated_likelihood():
     z = torch.randn(6, 8)
     with torch.no_grad():
         x_hat = m.decode(z)
-    assert x_hat.shape == x.shape and float(x_hat.min()) >= 0 and float(x_hat.max()) <= 1
+        # pixel means are the faces backbone's own output with the same weights: one sigmoid over its logits
+        # (no second sigmoid, none missing), and both z_c and the style reach the decoder
+        means = FaceDecoder(32, 8, width=4)
+        means.load_state_dict(m.decoder.state_dict())
+        assert x_hat.shape == x.shape and torch.allclose(x_hat, means(z), atol=1e-6)
+        for col in (0, 3):  # a characteristic coordinate, then a style one
+            moved = z.clone()
+            moved[:, col] += 3.0
+            assert (m.decode(moved) - x_hat).abs().max() > 1e-4, f"latent coordinate {col} does not reach the decoder"
     c = float((x - x_hat).pow(2).mean())  # the σ-VAE's c: the batch's error per pixel
     want = (x - x_hat).pow(2).flatten(1).sum(1) / (2 * c) + 0.5 * 3072 * math.log(2 * math.pi * c)
     with torch.no_grad():

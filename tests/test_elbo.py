@@ -177,10 +177,29 @@ def test_bad_inputs_raise():
                          torch.eye(2, dtype=F64)[None], 1)
 
 
-def test_bound_figure_renders(setup):
+def test_bound_figure_draws_the_exact_bound_and_gap(setup):
+    """The bar stands at log p(x), splits at the ELBO, and its gap is the closed-form KL(q‖p(z|x)); the left panel
+    marks the exact posterior mean and q's mean."""
     model, x, _ = setup
-    img = figure_to_image(bound_figure(model, x[0], [0.0, 0.0], q_scale_2d([0.0, 0.0], 0.3)))
-    assert img.shape[0] == 3 and img.shape[1] > 100 and 0 <= float(img.min()) and float(img.max()) <= 1
+    mean, scale = [0.5, -0.3], q_scale_2d([0.0, -0.5], 0.3)
+    fig = bound_figure(model, x[0], mean, scale)
+    ax, bx = fig.axes[:2]
+    log_px = float(model.log_evidence(x[:1]))
+    post_mean, post_scale = model.posterior(x[:1])
+    q_mean = torch.tensor([mean], dtype=F64)
+    kl = float(gaussian_kl_full(q_mean, scale.to(F64)[None], post_mean, post_scale))
+    assert kl > 0.1  # q is not the posterior: there is a gap to draw
+    red, orange = bx.patches[:2]
+    assert red.get_y() + red.get_height() == pytest.approx(log_px - kl, abs=1e-6)  # the ELBO
+    assert orange.get_y() == pytest.approx(log_px - kl, abs=1e-6)
+    assert orange.get_height() == pytest.approx(kl, abs=1e-6)
+    assert bx.lines[0].get_ydata()[0] == pytest.approx(log_px, abs=1e-6)
+    labels = bx.get_legend_handles_labels()[1]
+    assert f"gap = KL(q‖p(z|x)) = {kl:.2f}" in labels and f"log p(x) = {log_px:.2f}" in labels
+    assert ax.lines[0].get_xydata()[0] == pytest.approx(post_mean[0].tolist(), abs=1e-6)
+    assert ax.lines[1].get_xydata()[0] == pytest.approx(mean, abs=1e-6)
+    width, height = fig.canvas.get_width_height()
+    assert tuple(figure_to_image(fig).shape) == (3, height, width)
 
 
 def test_bound_image_draws_the_gap_only_when_q_is_not_the_posterior():
