@@ -80,6 +80,12 @@ def test_a_perfect_edit_passes_the_checks(oracle, test_faces):
     rec = Recorder()
     edits.check_edits(rec, rows, "perfect", ATTRS, success_above=90, leakage_below=10, gain_above=50)
     assert len(rec.checks) == len(ATTRS) * 2 * 3  # per attribute and direction, never averaged
+    # a per-edit leakage threshold applies to that edit only; a dict without a default is refused
+    strict = {("glasses", "add"): -1.0, "default": 10}
+    with pytest.raises(CheckFailed, match="add glasses: attribute leakage"):
+        edits.check_edits(Recorder(), rows, "perfect", ATTRS, success_above=90, leakage_below=strict, gain_above=50)
+    with pytest.raises(ValueError, match="default"):
+        edits.check_edits(Recorder(), rows, "perfect", ATTRS, success_above=90, leakage_below={}, gain_above=50)
     assert "| perfect | glasses | add | edit |" in edits.edits_markdown(rows)
 
 

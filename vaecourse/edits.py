@@ -308,18 +308,23 @@ def row(rows: Sequence[dict], model: str, attribute: str, direction: str, method
 
 
 def check_edits(lesson, rows: Sequence[dict], model: str, attributes: Sequence[str], *, success_above: float,
-                leakage_below: float, gain_above: float) -> None:
+                leakage_below: float | dict[tuple[str, str], float], gain_above: float) -> None:
     """The lesson's checks for ``model``, one per (attribute, direction): success, leakage, and success − none.
 
     Thresholds are in percent (points for the gain over the unedited reconstruction). Never averaged
-    over attributes: one failing attribute fails its own check.
+    over attributes: one failing attribute fails its own check. ``leakage_below`` may be a dict
+    {(attribute, direction): threshold, "default": threshold} where one edit is known to miss the target.
     """
+    if isinstance(leakage_below, dict) and "default" not in leakage_below:
+        raise ValueError('leakage_below as a dict needs a "default" threshold besides its (attribute, direction) ones')
     for attribute in attributes:
         for direction in DIRECTIONS:
             e = row(rows, model, attribute, direction, "edit")
             free = row(rows, model, attribute, direction, "none")
             what = f"{model}, {direction} {attribute}"
+            leak_max = leakage_below.get((attribute, direction), leakage_below["default"]) \
+                if isinstance(leakage_below, dict) else leakage_below
             lesson.check(f"{what}: oracle success (%)", 100 * e["success"], above=success_above)
-            lesson.check(f"{what}: attribute leakage (%)", 100 * e["attribute_leakage"], below=leakage_below)
+            lesson.check(f"{what}: attribute leakage (%)", 100 * e["attribute_leakage"], below=leak_max)
             lesson.check(f"{what}: success minus the unedited reconstruction's (points)",
                          100 * (e["success"] - free["success"]), above=gain_above)
