@@ -217,7 +217,11 @@ def covariance(x: np.ndarray) -> np.ndarray:
 
 
 def critical_beta(x: np.ndarray, sigma2: float = 1.0) -> float:
-    """β_c = λ_max(Cov x)/σ²: below it the collapsed decoder (g ≡ mean of x) is unstable."""
+    """β_KL,c = λ_max(Cov x)/σ², the critical KL weight: below it the collapsed decoder (g ≡ mean of x) is unstable.
+
+    In the β of the lesson's objective (β = σ²·β_KL) the same point is β_c = λ_max(Cov x); the two coincide at the
+    lesson's σ² = 1, which is why the notebook may call this value β_c.
+    """
     return float(np.linalg.eigvalsh(covariance(x))[-1] / sigma2)
 
 
