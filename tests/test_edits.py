@@ -86,6 +86,9 @@ def test_a_perfect_edit_passes_the_checks(oracle, test_faces):
         edits.check_edits(Recorder(), rows, "perfect", ATTRS, success_above=90, leakage_below=strict, gain_above=50)
     with pytest.raises(ValueError, match="default"):
         edits.check_edits(Recorder(), rows, "perfect", ATTRS, success_above=90, leakage_below={}, gain_above=50)
+    with pytest.raises(CheckFailed, match="remove facial_hair: oracle success"):
+        edits.check_edits(Recorder(), rows, "perfect", ATTRS, leakage_below=10, gain_above=50,
+                          success_above={("facial_hair", "remove"): 101, "default": 90})
     assert "| perfect | glasses | add | edit |" in edits.edits_markdown(rows)
 
 

@@ -307,24 +307,30 @@ def row(rows: Sequence[dict], model: str, attribute: str, direction: str, method
                    f"method {method!r}")
 
 
-def check_edits(lesson, rows: Sequence[dict], model: str, attributes: Sequence[str], *, success_above: float,
-                leakage_below: float | dict[tuple[str, str], float], gain_above: float) -> None:
+def check_edits(lesson, rows: Sequence[dict], model: str, attributes: Sequence[str], *,
+                success_above: float | dict, leakage_below: float | dict, gain_above: float) -> None:
     """The lesson's checks for ``model``, one per (attribute, direction): success, leakage, and success − none.
 
     Thresholds are in percent (points for the gain over the unedited reconstruction). Never averaged
-    over attributes: one failing attribute fails its own check. ``leakage_below`` may be a dict
-    {(attribute, direction): threshold, "default": threshold} where one edit is known to miss the target.
+    over attributes: one failing attribute fails its own check. ``success_above`` and ``leakage_below``
+    may each be a dict {(attribute, direction): threshold, "default": threshold} where an edit is known
+    to miss the target (the lesson says so next to the checks).
     """
-    if isinstance(leakage_below, dict) and "default" not in leakage_below:
-        raise ValueError('leakage_below as a dict needs a "default" threshold besides its (attribute, direction) ones')
+    for name, value in (("success_above", success_above), ("leakage_below", leakage_below)):
+        if isinstance(value, dict) and "default" not in value:
+            raise ValueError(f'{name} as a dict needs a "default" threshold besides its (attribute, direction) ones')
+
+    def threshold(value: float | dict, attribute: str, direction: str) -> float:
+        return value.get((attribute, direction), value["default"]) if isinstance(value, dict) else value
+
     for attribute in attributes:
         for direction in DIRECTIONS:
             e = row(rows, model, attribute, direction, "edit")
             free = row(rows, model, attribute, direction, "none")
             what = f"{model}, {direction} {attribute}"
-            leak_max = leakage_below.get((attribute, direction), leakage_below["default"]) \
-                if isinstance(leakage_below, dict) else leakage_below
-            lesson.check(f"{what}: oracle success (%)", 100 * e["success"], above=success_above)
-            lesson.check(f"{what}: attribute leakage (%)", 100 * e["attribute_leakage"], below=leak_max)
+            lesson.check(f"{what}: oracle success (%)", 100 * e["success"],
+                         above=threshold(success_above, attribute, direction))
+            lesson.check(f"{what}: attribute leakage (%)", 100 * e["attribute_leakage"],
+                         below=threshold(leakage_below, attribute, direction))
             lesson.check(f"{what}: success minus the unedited reconstruction's (points)",
                          100 * (e["success"] - free["success"]), above=gain_above)
