@@ -271,12 +271,17 @@ def test_introvac_step_with_calibrated_weights_and_the_ablation():
         assert all(k in hist.epochs[-1] for k in ("l_ec", "l_g", "p_fake_rec", "p_fake_gen", "c"))
 
 
-def test_deltas_chosen_on_validation_faces_make_the_classifier_sure():
+def trained_toy_vac():
+    """The toy data and a small VAC trained on it (classifier only, no game), in eval mode."""
     x, y = toy()
     model = make(latent=3)
     fit(model, vac_loss(Calibrated(cl=4.0, g=0.0, ec=0.0)), [x, y], epochs=20, batch_size=64, lr=1e-2,
         progress=False)
-    model.eval()
+    return x, y, model.eval()
+
+
+def test_deltas_chosen_on_validation_faces_make_the_classifier_sure():
+    x, y, model = trained_toy_vac()
     deltas = confident_deltas(model, x, y)
     assert set(deltas) == {("top", "add"), ("top", "remove")} and all(d > 0 for d in deltas.values())
     edit = edit_function(model, deltas)
@@ -305,11 +310,7 @@ def test_deltas_chosen_on_validation_faces_make_the_classifier_sure():
 
 
 def test_confident_edits_move_each_face_until_the_classifier_is_sure():
-    x, y = toy()
-    model = make(latent=3)
-    fit(model, vac_loss(Calibrated(cl=4.0, g=0.0, ec=0.0)), [x, y], epochs=20, batch_size=64, lr=1e-2,
-        progress=False)
-    model.eval()
+    x, y, model = trained_toy_vac()
     lacking = x[y[:, 0] == 0]
     with torch.no_grad():
         mu = model.encode(lacking)[0]

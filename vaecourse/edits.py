@@ -157,17 +157,27 @@ def readback(oracle: AttributeOracle, model_name: str, attributes: Sequence[str]
     return [{"model": model_name, "attribute": a, "accuracy": float(acc[a])} for a in attributes]
 
 
+def unit_direction(u: torch.Tensor) -> torch.Tensor:
+    """u/‖u‖, or a ValueError when u is not a finite, non-zero vector."""
+    if not torch.isfinite(u).all() or float(u.norm()) == 0:
+        raise ValueError("the edit direction must be a finite, non-zero vector")
+    return u / u.norm()
+
+
+def check_direction(direction: str) -> float:
+    """+1 for "add", −1 for "remove", or a ValueError naming the two."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'add' or 'remove', got {direction!r}")
+    return 1.0 if direction == "add" else -1.0
+
+
 def latent_step(u: torch.Tensor, delta: float) -> Callable[[torch.Tensor, str], torch.Tensor]:
     """z ↦ z ± δ·u/‖u‖ ("add" moves along u, "remove" against it): the VAC's edit, or a random baseline."""
     delta = check_delta(delta)
-    if not torch.isfinite(u).all() or float(u.norm()) == 0:
-        raise ValueError("the edit direction must be a finite, non-zero vector")
-    unit = u / u.norm()
+    unit = unit_direction(u)
 
     def step(z: torch.Tensor, direction: str) -> torch.Tensor:
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be 'add' or 'remove', got {direction!r}")
-        return z + (delta if direction == "add" else -delta) * unit.to(z)
+        return z + check_direction(direction) * delta * unit.to(z)
 
     return step
 
@@ -175,16 +185,12 @@ def latent_step(u: torch.Tensor, delta: float) -> Callable[[torch.Tensor, str], 
 def per_face_step(u: torch.Tensor, deltas: torch.Tensor) -> Callable[[torch.Tensor, str], torch.Tensor]:
     """z ↦ z ± δₙ·u/‖u‖ with a step δₙ of its own for each face n (``deltas``, shape (N,))."""
     deltas = check_deltas(deltas)
-    if not torch.isfinite(u).all() or float(u.norm()) == 0:
-        raise ValueError("the edit direction must be a finite, non-zero vector")
-    unit = u / u.norm()
+    unit = unit_direction(u)
 
     def step(z: torch.Tensor, direction: str) -> torch.Tensor:
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be 'add' or 'remove', got {direction!r}")
+        sign = check_direction(direction)
         if len(z) != len(deltas):
             raise ValueError(f"{len(z)} codes but {len(deltas)} per-face steps: give one δ per face")
-        sign = 1.0 if direction == "add" else -1.0
         return z + sign * deltas.to(z)[:, None] * unit.to(z)
 
     return step
@@ -212,8 +218,7 @@ def random_latent_step(delta: float | torch.Tensor, generator: torch.Generator
     delta = check_deltas(delta) if per_face else check_delta(delta)
 
     def step(z: torch.Tensor, direction: str) -> torch.Tensor:
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be 'add' or 'remove', got {direction!r}")
+        check_direction(direction)
         if per_face and len(z) != len(delta):
             raise ValueError(f"{len(z)} codes but {len(delta)} per-face steps: give one δ per face")
         v = torch.randn(z.shape, generator=generator).to(z)
