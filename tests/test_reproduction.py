@@ -10,13 +10,13 @@ def write(folder, notebook, profile, rows, seconds=120.0, name=None, **extra):
 
 
 def test_largest_profile_wins_and_rows_are_marked(tmp_path):
-    row = {"what": "final loss", "ours": 301.5, "source_value": 307, "source": "report 004", "setting": "z=2"}
+    row = {"what": "final loss", "ours": 301.5, "source_value": 307, "source": "Zhao 2023", "setting": "z=2"}
     write(tmp_path, "02_ae_vs_vae", "smoke", [dict(row, ours=900.0)])
     write(tmp_path, "02_ae_vs_vae", "cpu", [row])
     best = best_results(tmp_path)
     assert best["02_ae_vs_vae"]["profile"] == "cpu"
     md = table(best)
-    assert "| 02_ae_vs_vae | final loss | 307 (report 004) | 301.5 | z=2 | cpu (not full scale) | cpu |" in md
+    assert "| 02_ae_vs_vae | final loss | 307 (Zhao 2023) | 301.5 | z=2 | cpu (not full scale) | cpu |" in md
     assert "900" not in md
     write(tmp_path, "05_ccvae", "cpu", [dict(row, what="accuracy of q(y|z_c)")])
     assert "q(y\\|z_c)" in table(best_results(tmp_path))
@@ -75,7 +75,7 @@ def test_the_committed_document_and_readme_match_the_committed_results():
 
 
 def test_only_completed_passing_runs_fill_the_table(tmp_path):
-    row = {"what": "final loss", "ours": 301.5, "source_value": 307, "source": "report 004", "setting": "z=2"}
+    row = {"what": "final loss", "ours": 301.5, "source_value": 307, "source": "Zhao 2023", "setting": "z=2"}
     write(tmp_path, "02_ae_vs_vae", "cpu", [row])
     write(tmp_path, "02_ae_vs_vae", "full", [dict(row, ours=1.0)], name="02_ae_vs_vae.full.failed.json",
           completed=False)

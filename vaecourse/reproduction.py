@@ -111,8 +111,9 @@ Each row puts a number one of the sources reports next to ours. Rows come from t
 (`results/<notebook>.<profile>.json`, written by `lesson.reproduce(...)` in each notebook). For each lesson the
 largest profile with a completed run whose every check passed is used (`full`, then `cpu`, then `smoke`); a profile
 other than `full` is marked, since a CPU run is smaller than the source's setting, and a run whose parameters differ
-from its profile's names them. "report 000", "report 003" and "report 004" are reference reports that the README's
-[References](../README.md#references) name by author; "minutes" is the wall-clock time of the whole notebook run.
+from its profile's names them. Sources named by author alone (Zhao 2023; Parnas & Shazman; Benyahia et al. 2024) are
+the reference reports that the README's [References](../README.md#references) describe; "minutes" is the wall-clock
+time of the whole notebook run.
 
 To fill the table at full scale on a GPU, see [development.md](development.md#the-full-profile-on-a-gpu).
 
