@@ -80,6 +80,13 @@ def test_a_perfect_edit_passes_the_checks(oracle, test_faces):
     rec = Recorder()
     edits.check_edits(rec, rows, "perfect", ATTRS, success_above=90, leakage_below=10, gain_above=50)
     assert len(rec.checks) == len(ATTRS) * 2 * 3  # per attribute and direction, never averaged
+    # reconstructions computed once and handed over as a tensor give the same rows as the callable
+    given = edits.measure_edits(oracle, "perfect", ATTRS, d.images, d.labels, d.factors, reconstruct=d.images.clone(),
+                                edit=perfect_edit(d), ground_truth=False, batch_size=len(d))
+    assert given == rows
+    with pytest.raises(ValueError, match="one reconstruction per image"):
+        edits.measure_edits(oracle, "perfect", ATTRS, d.images, d.labels, d.factors, reconstruct=d.images[:5],
+                            edit=perfect_edit(d), ground_truth=False)
     # a per-edit leakage threshold applies to that edit only; a dict without a default is refused
     strict = {("glasses", "add"): -1.0, "default": 10}
     with pytest.raises(CheckFailed, match="add glasses: attribute leakage"):

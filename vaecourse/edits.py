@@ -91,7 +91,7 @@ def _in_batches(fn: Callable, x: torch.Tensor, labels: torch.Tensor | None, args
 @torch.no_grad()
 def measure_edits(oracle: AttributeOracle, model_name: str, attributes: Sequence[str], images: torch.Tensor,
                   all_labels: torch.Tensor, factors: torch.Tensor, *,
-                  reconstruct: Callable[[torch.Tensor], torch.Tensor], edit: EditFn,
+                  reconstruct: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor, edit: EditFn,
                   random_edit: EditFn | None = None, ground_truth: bool = True,
                   trained_on: Sequence[str] | None = None, pass_labels: bool = False,
                   batch_size: int = 256) -> list[dict]:
@@ -99,7 +99,9 @@ def measure_edits(oracle: AttributeOracle, model_name: str, attributes: Sequence
 
     ``images`` (N, 3, H, W) are test faces with ``all_labels`` (N, 3: every attribute, for the
     re-rendered ground truth) and ``factors`` (N, 12). ``reconstruct(x)`` is the model's unedited
-    reconstruction; ``edit(x, attribute, direction)`` its edit ("add" or "remove");
+    reconstruction, or a tensor of the reconstructions of ``images`` when they are already computed
+    (a caller that measures several edits of one model on the same faces decodes them once);
+    ``edit(x, attribute, direction)`` its edit ("add" or "remove");
     ``random_edit`` the same-length step along a random direction (omit for models without one).
     ``ground_truth=False`` leaves out the re-rendered reference (e.g. for a second model on the same faces).
     ``trained_on`` names the attributes the model knows: asking for another one is an error.
@@ -107,6 +109,9 @@ def measure_edits(oracle: AttributeOracle, model_name: str, attributes: Sequence
     then also gets ``labels=``, the (batch, 3) rows of ``all_labels`` of the faces it is given.
     """
     check_faces(images, all_labels, factors)
+    if isinstance(reconstruct, torch.Tensor) and reconstruct.shape != images.shape:
+        raise ValueError(f"reconstructions of shape {tuple(reconstruct.shape)} for images of shape "
+                         f"{tuple(images.shape)}: give one reconstruction per image, in the same order")
     for attribute in attributes:
         if trained_on is not None:
             check_attribute(attribute, trained_on)
@@ -128,7 +133,8 @@ def measure_edits(oracle: AttributeOracle, model_name: str, attributes: Sequence
                 continue
             x = images[idx.to(images.device)]
             y = labels[idx].to(images.device) if pass_labels else None
-            recon = _in_batches(reconstruct, x, y, (), batch_size)
+            recon = reconstruct[idx.to(reconstruct.device)].cpu() if isinstance(reconstruct, torch.Tensor) \
+                else _in_batches(reconstruct, x, y, (), batch_size)
             edited = _in_batches(edit, x, y, (attribute, direction), batch_size)
             rows.append(_row(model_name, attribute, direction, "edit", n,
                              edit_metrics(oracle, edited, attribute, want, original_images=recon)))

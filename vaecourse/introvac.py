@@ -492,14 +492,17 @@ def choose_confidences(model: VAC, oracle, model_name: str, images: torch.Tensor
     the faces; on a tie the smaller confidence). Returns the choice and the sweep's edit rows (each with
     its ``confidence``). The test faces then use the choice unchanged.
     """
+    from .batching import batched_apply
     from .edits import DIRECTIONS, measure_edits
 
     if not grid or not all(0.5 < c < 1 for c in grid):
         raise ValueError(f"grid must hold probabilities between 0.5 and 1, got {list(grid)}")
+    with torch.no_grad():
+        recon = batched_apply(model.reconstruct, images, 256)  # once, not once per confidence
     sweep = []
     for c in sorted(grid):
         rows = measure_edits(oracle, model_name, model.attribute_names, images, all_labels, factors,
-                             reconstruct=model.reconstruct, edit=confident_edit_function(model, c),
+                             reconstruct=recon, edit=confident_edit_function(model, c),
                              ground_truth=False, trained_on=model.attribute_names)
         sweep += [{**r, "confidence": c} for r in rows if r["method"] == "edit"]
     chosen = {}
