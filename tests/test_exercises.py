@@ -1,14 +1,15 @@
-"""The exercises of lessons 01 and 04b, their checks, and the student edition (vaecourse.exercises).
+"""The exercises of lessons 01, 02, 03 and 04b, their checks, and the student edition (vaecourse.exercises).
 
 The committed notebooks are the teacher's: they carry the solutions and run green in CI (nbval). Here: the
 tool finds the exercise cells; the student edition keeps no solution line and stubs each with a
-NotImplementedError naming the exercise; a student notebook of 01, executed, stops at its first exercise;
+NotImplementedError naming the exercise; a student notebook of 01, 02 or 03, executed, stops at its first exercise;
 and the notebooks' own check cells reject wrong answers with a message that says what is wrong.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import nbformat
@@ -22,7 +23,8 @@ from vaecourse import kernel_toy as kt
 from vaecourse.run_course import course_notebooks, notebooks_folder
 
 NOTEBOOKS = notebooks_folder()
-LESSONS = {"01_elbo": ["1", "2"], "04b_fixed_points": ["1", "2"]}
+LESSONS = {"01_elbo": ["1", "2"], "02_ae_vs_vae": ["1", "2", "3"], "03_c_and_beta": ["1", "2", "3"],
+           "04b_fixed_points": ["1", "2"]}
 
 
 def teacher(stem: str) -> dict:
@@ -74,12 +76,14 @@ def test_a_stub_raises_naming_its_exercise(tmp_path):
         namespace["kl_to_standard_normal"](torch.zeros(1, 2), torch.zeros(1, 2))
 
 
-def test_student_notebook_of_01_stops_at_its_first_exercise(tmp_path):
+@pytest.mark.parametrize("stem", ["01_elbo", "02_ae_vs_vae", "03_c_and_beta"])
+def test_a_student_notebook_stops_at_its_first_exercise(tmp_path, stem):
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     ex.write_student_edition(tmp_path / "student", NOTEBOOKS)
-    nb = nbformat.read(tmp_path / "student" / "01_elbo.ipynb", as_version=4)
+    nb = nbformat.read(tmp_path / "student" / f"{stem}.ipynb", as_version=4)
+    first = ex.exercises(teacher(stem), stem)[0]
     env = {"VAECOURSE_PROFILE": "smoke", "VAECOURSE_RESULTS": str(tmp_path / "results"), "VAECOURSE_PROGRESS": "0"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -90,8 +94,7 @@ def test_student_notebook_of_01_stops_at_its_first_exercise(tmp_path):
     finally:
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    assert "NotImplementedError" in str(err.value) and "exercise 1: the closed-form KL" in str(err.value)
-    first = ex.exercises(teacher("01_elbo"), "01_elbo")[0]
+    assert "NotImplementedError" in str(err.value) and first.message in str(err.value)
     ran = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.get("execution_count")]
     assert ran[-1] == first.cell + 1, "the run must stop at the first exercise's check, not before or after"
 
@@ -106,7 +109,7 @@ def _run_check(stem: str, number: str, namespace: dict) -> None:
 def _teacher_namespace(stem: str, number: str) -> dict:
     nb = teacher(stem)
     e = next(e for e in ex.exercises(nb, stem) if e.number == number)
-    namespace = {"torch": torch, "np": np, "checks": checks}
+    namespace = {"torch": torch, "np": np, "math": math, "checks": checks}
     exec(ex._source(nb["cells"][e.cell]), namespace)
     return namespace
 
@@ -115,7 +118,7 @@ def test_the_teacher_solutions_pass_their_checks(capsys):
     for stem, numbers in LESSONS.items():
         for number in numbers:
             _run_check(stem, number, _teacher_namespace(stem, number))
-    assert capsys.readouterr().out.count("\n") == 4
+    assert capsys.readouterr().out.count("\n") == sum(len(numbers) for numbers in LESSONS.values())
 
 
 WRONG = [  # (lesson, exercise, name, wrong answer, what the message must say)
@@ -130,6 +133,26 @@ WRONG = [  # (lesson, exercise, name, wrong answer, what the message must say)
     ("04b_fixed_points", "1", "fixed_point_update", lambda x, psi, lp, b: kt.update(x, psi, lp, b / 2), "2β"),
     ("04b_fixed_points", "2", "predicted_beta_c", 2.5, "n − 1"),
     ("04b_fixed_points", "2", "predicted_beta_c", 5.0, "squared distance"),
+    ("02_ae_vs_vae", "1", "reparameterised_sample", lambda m, v, e: m + v.exp() * e, "variance σ²"),
+    ("02_ae_vs_vae", "1", "reparameterised_sample", lambda m, v, e: m + torch.exp(0.5 * v) * torch.randn_like(m),
+     "the eps you are given"),
+    ("02_ae_vs_vae", "2", "elbo_terms", lambda x, xh, m, v, c: ((x - xh).pow(2).flatten(1).mean(1) / (2 * c),
+                                                               0.5 * (m.pow(2) + v.exp() - 1 - v).sum(1)),
+     "averaged over the pixels"),
+    ("02_ae_vs_vae", "2", "elbo_terms", lambda x, xh, m, v, c: ((x - xh).pow(2).flatten(1).sum(1) / (2 * c),
+                                                               0.5 * (m.pow(2) + v.exp() - 1 - v)),
+     "shape"),
+    ("02_ae_vs_vae", "2", "elbo_terms", lambda x, xh, m, v, c: ((x - xh.detach()).pow(2).flatten(1).sum(1) / (2 * c),
+                                                               0.5 * (m.pow(2) + v.exp() - 1 - v).sum(1)),
+     "no gradient"),
+    ("02_ae_vs_vae", "3", "gaussian_constant", lambda n, c: 0.5 * n * math.log(c), "not log c"),
+    ("03_c_and_beta", "1", "mse_loss_as_beta_vae", lambda w, s: (w * s[-1] * s[-2], w * s[-1] * s[-2] / 2), "channels"),
+    ("03_c_and_beta", "1", "mse_loss_as_beta_vae", lambda w, s: (w * math.prod(s), w * math.prod(s)), "c = β/2"),
+    ("03_c_and_beta", "2", "calibrated_nll", lambda s, n: (s / (2 * s.mean() / n), s.mean() / n), "constant"),
+    ("03_c_and_beta", "2", "calibrated_nll",
+     lambda s, n: (s / (2 * s.mean()) + 0.5 * n * torch.log(2 * math.pi * s.mean()), s.mean()), "per pixel"),
+    ("03_c_and_beta", "3", "predicted_active_units", lambda ev, b, k: min(int((ev > b).sum()), k), "not β"),
+    ("03_c_and_beta", "3", "predicted_active_units", lambda ev, b, k: int((ev > b / 2).sum()), "cap the count"),
 ]
 
 

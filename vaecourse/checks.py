@@ -110,6 +110,224 @@ def check_reparameterised_sample(fn: Callable[[torch.Tensor, torch.Tensor, torch
     print(f"{name}: correct (shape {tuple(out.shape)}, values to 1e-8, gradients reach μ and L)")
 
 
+# ----------------------------------------------------------------------------- lesson 02
+def check_diagonal_sample(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """z = μ + σ ⊙ ε from μ and log σ², against the closed form, its gradient and the usual slips."""
+    name = "reparameterised sample (diagonal)"
+    mu = torch.tensor([[0.5, -1.0], [2.0, 0.3], [0.0, 0.0]], dtype=torch.float64)
+    lv = torch.tensor([[0.0, -1.0], [1.2, -0.4], [-2.0, 0.7]], dtype=torch.float64)
+    eps = torch.tensor([[0.3, -1.1], [1.5, 0.2], [-0.8, 2.0]], dtype=torch.float64)
+    m, v = mu.clone().requires_grad_(True), lv.clone().requires_grad_(True)
+    out = _tensor_out(name, fn(m, v, eps), (3, 2), "batch × latent, like mu",
+                      "z has one value per latent coordinate: μ + σ ⊙ ε elementwise, no sum")
+    sigma = (0.5 * lv).exp()
+    want = mu + sigma * eps
+    if not _close(out.detach(), want):
+        slip = _diagnose(out.detach(), {
+            "you scaled ε by the variance σ² = exp(logvar); the scale is the standard deviation σ = exp(½·logvar)":
+                mu + lv.exp() * eps,
+            "logvar is log σ², not σ: σ = exp(½·logvar)": mu + lv * eps,
+            "the sign of the exponent: σ = exp(+½·logvar)": mu + (-0.5 * lv).exp() * eps,
+            "μ is missing: z = μ + σ ⊙ ε": sigma * eps,
+            "σ is missing: the noise must be scaled by σ = exp(½·logvar)": mu + eps,
+        })
+        _fail(name, f"wrong values (max error {float((out.detach() - want).abs().max()):.3g})",
+              slip or "z = μ + exp(½·logvar) ⊙ ε with the eps you are given (a fresh torch.randn draws other noise, "
+                      "and the check compares values)")
+    g_mu, g_lv = _grads(name, out, {"mu": m, "logvar": v})
+    if not (_close(g_mu, torch.ones_like(mu)) and _close(g_lv, 0.5 * sigma * eps)):
+        _fail(name, "the values are right but the gradient is not",
+              "∂z/∂μ = 1 and ∂z/∂log σ² = ½σε: avoid in-place edits, clamps and detach on the inputs")
+    print(f"{name}: correct on 3 rows (values to 1e-8, gradients ∂z/∂μ = 1 and ∂z/∂log σ² = ½σε)")
+
+
+def check_elbo_terms(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """(rec, kl) per image: ‖x − x̂‖²/(2c) summed over pixels and the closed-form KL, with the usual slips."""
+    name = "ELBO terms"
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 4, 4, dtype=torch.float64, generator=g)
+    x_hat0 = torch.rand(3, 1, 4, 4, dtype=torch.float64, generator=g)
+    mu = torch.tensor([[0.5, -1.0], [2.0, 0.3], [0.0, 0.0]], dtype=torch.float64)
+    lv = torch.tensor([[0.0, -1.0], [1.2, -0.4], [0.0, 0.0]], dtype=torch.float64)
+    for c in (0.05, 0.5):
+        xh, m, v = (t.clone().requires_grad_(True) for t in (x_hat0, mu, lv))
+        out = fn(x, xh, m, v, c)
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            size = f" of length {len(out)}" if hasattr(out, "__len__") else ""
+            _fail(name, f"returned {type(out).__name__}{size}", "return the two terms as a pair: return rec, kl")
+        per_image = "one value per image: the terms are summed over an image's pixels (or latent units), " \
+                    "not averaged over the batch (the loss takes the batch mean)"
+        rec = _tensor_out(name + " (rec)", out[0], (3,), "one rec per image", per_image + "; .flatten(1).sum(1)")
+        kl = _tensor_out(name + " (kl)", out[1], (3,), "one KL per image", per_image + "; sum over dim 1")
+        sq = (x - x_hat0).pow(2).flatten(1).sum(1)
+        want_rec = sq / (2 * c)
+        if not _close(rec.detach(), want_rec):
+            slip = _diagnose(rec.detach(), {
+                "the factor 2 is missing: −log N(x; x̂, cI) has ‖x − x̂‖²/(2c)": sq / c,
+                "you averaged over the pixels: the likelihood of an image is a product over its pixels, so its log "
+                "is a sum (a mean multiplies β by the number of pixels; lesson 03)": sq / x[0].numel() / (2 * c),
+                "that is ‖x − x̂‖² without the 1/(2c)": sq,
+                "you multiplied by 2c; divide": sq * 2 * c,
+                "the absolute error: square the differences": (x - x_hat0).abs().flatten(1).sum(1) / (2 * c),
+            })
+            _fail(name, f"rec = {rec.detach().numpy().round(4).tolist()} at c = {c}, expected "
+                        f"{want_rec.numpy().round(4).tolist()}",
+                  slip or "rec = ‖x − x̂‖²/(2c), the squared error summed over all pixels of an image")
+        terms = mu.pow(2) + lv.exp() - 1 - lv
+        want_kl = 0.5 * terms.sum(1)
+        if not _close(kl.detach(), want_kl):
+            slip = _diagnose(kl.detach(), {
+                "the factor ½ is missing": terms.sum(1),
+                "the −1 per dimension is missing (try μ = 0, log σ² = 0: KL must be 0)": 0.5 * (terms + 1).sum(1),
+                "you used σ where σ² belongs (exp(logvar) is already the variance)":
+                    0.5 * (mu.pow(2) + (0.5 * lv).exp() - 1 - 0.5 * lv).sum(1),
+                "−log σ² has the wrong sign": 0.5 * (mu.pow(2) + lv.exp() - 1 + lv).sum(1),
+                "you averaged over the latent units; the KL of independent units is their sum": 0.5 * terms.mean(1),
+            })
+            _fail(name, f"kl = {kl.detach().numpy().round(4).tolist()}, expected {want_kl.numpy().round(4).tolist()}",
+                  slip or "KL = ½ Σⱼ (μⱼ² + σⱼ² − 1 − log σⱼ²) with σ² = exp(logvar)")
+        (g_xh,) = _grads(name + " (rec)", rec, {"x_hat": xh})
+        g_mu, g_lv = _grads(name + " (kl)", kl, {"mu": m, "logvar": v})
+        if not (_close(g_xh, (x_hat0 - x) / c) and _close(g_mu, mu) and _close(g_lv, 0.5 * (lv.exp() - 1))):
+            _fail(name, "the values are right but a gradient is not",
+                  "∂rec/∂x̂ = (x̂ − x)/c, ∂kl/∂μ = μ, ∂kl/∂log σ² = ½(σ² − 1): avoid in-place edits and clamps")
+    print(f"{name}: correct at c = 0.05 and c = 0.5 (rec and KL per image to 1e-8, gradients to x̂, μ and log σ²)")
+
+
+def check_gaussian_constant(fn: Callable[[int, float], float]) -> None:
+    """D/2·log(2πc): the part of −log N(x; x̂, cI) that the loss leaves out."""
+    name = "Gaussian constant"
+    for n, c in ((784, 0.05), (3, 1.0), (10, 2.0)):
+        out = fn(n, c)
+        try:
+            value = float(out)
+        except (TypeError, ValueError):
+            _fail(name, f"returned {type(out).__name__}, not a number", "return D/2·log(2πc) as a float")
+        want = 0.5 * n * np.log(2 * np.pi * c)
+        if abs(value - want) <= 1e-6 * max(1.0, abs(want)):
+            continue
+        slips = {
+            0.5 * n * np.log(c): "log(2πc), not log c: the 2π of the Gaussian's normaliser belongs in it",
+            n * np.log(2 * np.pi * c): "the ½ is missing: each pixel contributes ½·log(2πc)",
+            0.5 * np.log(2 * np.pi * c): "that is one pixel's constant; an image has D of them",
+            -want: "the sign: −log N(x; x̂, cI) = ‖x − x̂‖²/(2c) + D/2·log(2πc)",
+            0.5 * n * np.log2(2 * np.pi * c): "that is in bits; the course counts nats (natural log)",
+            0.5 * n * np.log(2 * np.pi * c * c): "c is already the variance: log(2πc), not log(2πc²)",
+        }
+        hint = next((h for v, h in slips.items() if abs(value - v) <= 1e-6 * max(1.0, abs(v))),
+                    "−log N(x; x̂, cI) = ‖x − x̂‖²/(2c) + D/2·log(2πc); return the second term")
+        _fail(name, f"{value:.4g} for D = {n}, c = {c:g}; expected {want:.4g}", hint)
+    print(f"{name}: correct (D/2·log(2πc) = {0.5 * 784 * np.log(2 * np.pi * 0.05):.2f} nats for D = 784, c = 0.05)")
+
+
+# ----------------------------------------------------------------------------- lesson 03
+def check_mse_loss_beta(fn: Callable[[float, tuple[int, ...]], tuple[float, float]]) -> None:
+    """The summed-error β and decoder variance c that ``F.mse_loss(x̂, x) + w·KL`` trains, for several image shapes."""
+    name = "β and c of F.mse_loss + w·KL"
+    for w, shape in ((1.0, (1, 28, 28)), (0.5, (3, 32, 32)), (2.0, (1, 64, 64))):
+        out = fn(w, shape)
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            _fail(name, f"returned {out!r}", "return the pair: return beta, c")
+        beta, c = (float(v) for v in out)
+        d = int(np.prod(shape))
+        if abs(beta / (w * d) - 1) > 1e-9:
+            slips = {w: "F.mse_loss averages over all D numbers of an image: multiply the KL weight by D",
+                     w * shape[-1] * shape[-2]: f"count the channels too: D = C·H·W = {d} for images of shape {shape}",
+                     w / d: "the other way round: dividing the squared error by D multiplies the KL's weight by D",
+                     2 * w * d: "that is 2c: β = D·w and c = β/2"}
+            hint = next((h for v, h in slips.items() if abs(beta / v - 1) < 1e-9), "β = D·w with D = C·H·W")
+            _fail(name, f"β = {beta:g} for w = {w:g} on images of shape {shape}; expected {w * d:g}", hint)
+        if abs(c / (w * d / 2) - 1) > 1e-9:
+            slips = {beta: "c = β/2: the Gaussian's ‖x − x̂‖²/(2c) is ‖x − x̂‖² times 1/(2c)",
+                     2 * beta: "c = β/2, not 2β", 1 / beta: "c = β/2, not 1/β"}
+            hint = next((h for v, h in slips.items() if abs(c / v - 1) < 1e-9), "c = β/2")
+            _fail(name, f"c = {c:g} for β = {beta:g}; expected {beta / 2:g}", hint)
+    print(f"{name}: correct (w = 1 on MNIST: β = 784, c = 392; on 32×32 RGB images with w = 0.5: β = 1536, c = 768)")
+
+
+def check_calibrated_nll(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """(−log N(x; x̂, c*I) per image, c*) from a batch's squared errors, c* = their mean per pixel."""
+    name = "σ-VAE likelihood"
+    n = 784
+    sq0 = torch.tensor([20.0, 35.0, 50.0, 43.0], dtype=torch.float64)
+    s = sq0.clone().requires_grad_(True)
+    out = fn(s, n)
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        _fail(name, f"returned {type(out).__name__}", "return the pair: return nll, c")
+    nll, c = out
+    if not isinstance(c, torch.Tensor) or c.numel() != 1:
+        shape = tuple(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
+        _fail(name, f"c* is {shape}, expected one number for the batch (a 0-d tensor)",
+              "c* = the batch's mean squared error per pixel: one value, sq_err.mean() / n_pixels, as a tensor "
+              "(keep it a tensor so the gradient can flow through it)")
+    want_c = sq0.mean() / n
+    if not _close(c.detach().reshape(()), want_c):
+        cv = float(c.detach())
+        slips = {float(sq0.mean()): "that is the squared error per image; c* is per pixel: divide by n_pixels",
+                 float(sq0.sum() / n): "you summed over the batch: average over the images, then divide by n_pixels",
+                 float((sq0.mean() / n).sqrt()): "c* is a variance (the mean squared error), not its square root",
+                 float(sq0.mean() / n / 2): "no ½ here: c* = mean squared error per pixel"}
+        hint = next((h for v, h in slips.items() if abs(cv / v - 1) < 1e-6), "c* = sq_err.mean() / n_pixels")
+        _fail(name, f"c* = {cv:.6g}, expected {float(want_c):.6g}", hint)
+    nll = _tensor_out(name, nll, (4,), "one value per image", "nll per image: sq_err/(2c*) + D/2·log(2πc*)")
+    want = sq0 / (2 * want_c) + 0.5 * n * torch.log(2 * np.pi * want_c)
+    if not _close(nll.detach(), want):
+        slip = _diagnose(nll.detach(), {
+            "the constant D/2·log(2πc*) is missing: with c chosen by the data it is what stops c from growing "
+            "without end": sq0 / (2 * want_c),
+            "log(2πc*), not log c*": sq0 / (2 * want_c) + 0.5 * n * torch.log(want_c),
+            "the ½ of D/2·log(2πc*) is missing": sq0 / (2 * want_c) + n * torch.log(2 * np.pi * want_c),
+            "the constant counts every pixel: D/2·log(2πc*), not ½·log(2πc*)":
+                sq0 / (2 * want_c) + 0.5 * torch.log(2 * np.pi * want_c),
+            "the factor 2 of ‖x − x̂‖²/(2c*) is missing": sq0 / want_c + 0.5 * n * torch.log(2 * np.pi * want_c),
+        })
+        _fail(name, f"nll = {nll.detach().numpy().round(3).tolist()}, expected {want.numpy().round(3).tolist()}",
+              slip or "−log N(x; x̂, c*I) = ‖x − x̂‖²/(2c*) + D/2·log(2πc*) with D = n_pixels")
+    (g,) = _grads(name, nll, {"sq_err": s})
+    if not _close(g, torch.full_like(sq0, 1 / (2 * float(want_c)))):
+        _fail(name, "the values are right but the gradient of the summed nll is not 1/(2c*) per image",
+              "build nll and c* from sq_err with torch operations (no .item(), no in-place edits)")
+    zero_nll, zero_c = fn(torch.zeros(2, dtype=torch.float64), n)
+    if not torch.isfinite(torch.as_tensor(zero_nll)).all() or abs(float(zero_c) - 1e-6) > 1e-12:
+        _fail(name, "a batch with zero error gives c* = 0 and log c* = −∞",
+              "clamp c* from below: c = (sq_err.mean() / n_pixels).clamp_min(min_c), with min_c = 1e-6")
+    print(f"{name}: correct (c* = {float(want_c):.5f} on 4 images; nll per image to 1e-8; its summed gradient is "
+          f"1/(2c*) per image whether or not c* is detached: the loss is flat in c at c*)")
+
+
+def check_predicted_active_units(fn: Callable[[torch.Tensor, float, int], int]) -> None:
+    """How many latent units a linear VAE keeps, #{λᵢ > β/2} capped at the latent size, on a toy spectrum."""
+    name = "predicted active units"
+    spectrum = torch.tensor([6.0, 3.5, 2.2, 1.2, 0.7, 0.3], dtype=torch.float64)
+    cases = ((3.0, 5), (0.2, 4), (5.0, 5), (1.0, 6))
+
+    def count(threshold, cap=True, values=spectrum):
+        return tuple(int(min((values > threshold(b)).sum(), k if cap else 99)) for b, k in cases)
+
+    got = []
+    for beta, k in cases:
+        out = fn(spectrum, beta, k)
+        try:
+            value = float(out)
+        except (TypeError, ValueError):
+            _fail(name, f"returned {type(out).__name__}", "return a count, e.g. int((eigenvalues > beta / 2).sum())")
+        if value != int(value):
+            _fail(name, f"returned {value}, not a whole number", "count the eigenvalues above the threshold")
+        got.append(int(value))
+    want = count(lambda b: b / 2)
+    if tuple(got) == want:
+        print(f"{name}: correct on 4 cases (β = 3, 0.2, 5, 1 on a toy spectrum: {list(want)} units)")
+        return
+    slips = {count(lambda b: b): "the threshold is β/2 = c, not β: this lesson's β is 2c (lesson 04b's β is c)",
+             count(lambda b: 2 * b): "the threshold is c = β/2, not 2β",
+             count(lambda b: b / 2, values=spectrum.sqrt()): "the eigenvalues are variances already: compare λᵢ "
+                                                             "itself with c, not its square root",
+             count(lambda b: b / 2, cap=False): "a VAE with k latent units cannot keep more than k: cap the count"}
+    hint = slips.get(tuple(got), "a linear VAE keeps direction i when λᵢ > c = β/2, at most n_latent of them")
+    cases_text = "; ".join(f"β = {b:g} with {k} units" for b, k in cases)
+    _fail(name, f"counts {got} for ({cases_text}) on eigenvalues {spectrum.tolist()}; expected {list(want)}", hint)
+
+
 # ----------------------------------------------------------------------------- lesson 04b
 def check_fixed_point_update(fn: Callable[..., np.ndarray]) -> None:
     """One encoder + decoder update of the kernel toy, against kernel_toy's, at a moderate and a tiny β."""
