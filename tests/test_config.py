@@ -168,7 +168,7 @@ def test_full_on_a_cpu_runs_cpu_with_an_estimate_unless_asked_for_explicitly(mon
     monkeypatch.delenv("VAECOURSE_PROFILE", raising=False)
     assert vc.start_lesson("04_geco", profile="full", device="cpu").profile == "cpu"
     out = capsys.readouterr().out
-    assert "about 100 min" in out and "VAECOURSE_PROFILE=full" in out
+    assert "about 150 min" in out and "VAECOURSE_PROFILE=full" in out
     assert vc.start_lesson("07_csvae", profile="full", device="cpu").profile == "cpu"
     assert "hours" in capsys.readouterr().out
     assert vc.start_lesson("01_elbo", profile="full", device="cpu").profile == "full"  # measured: 1.5 min

@@ -1,8 +1,8 @@
-"""The exercises of lessons 01, 02, 03 and 04b, their checks, and the student edition (vaecourse.exercises).
+"""The exercises of lessons 01, 02, 03, 04 and 04b, their checks, and the student edition (vaecourse.exercises).
 
 The committed notebooks are the teacher's: they carry the solutions and run green in CI (nbval). Here: the
 tool finds the exercise cells; the student edition keeps no solution line and stubs each with a
-NotImplementedError naming the exercise; a student notebook of 01, 02 or 03, executed, stops at its first exercise;
+NotImplementedError naming the exercise; a student notebook of 01, 02, 03 or 04, executed, stops at its first exercise;
 and the notebooks' own check cells reject wrong answers with a message that says what is wrong.
 """
 
@@ -24,7 +24,7 @@ from vaecourse.run_course import course_notebooks, notebooks_folder
 
 NOTEBOOKS = notebooks_folder()
 LESSONS = {"01_elbo": ["1", "2"], "02_ae_vs_vae": ["1", "2", "3"], "03_c_and_beta": ["1", "2", "3"],
-           "04b_fixed_points": ["1", "2"]}
+           "04_geco": ["1", "2", "3"], "04b_fixed_points": ["1", "2"]}
 
 
 def teacher(stem: str) -> dict:
@@ -76,7 +76,7 @@ def test_a_stub_raises_naming_its_exercise(tmp_path):
         namespace["kl_to_standard_normal"](torch.zeros(1, 2), torch.zeros(1, 2))
 
 
-@pytest.mark.parametrize("stem", ["01_elbo", "02_ae_vs_vae", "03_c_and_beta"])
+@pytest.mark.parametrize("stem", ["01_elbo", "02_ae_vs_vae", "03_c_and_beta", "04_geco"])
 def test_a_student_notebook_stops_at_its_first_exercise(tmp_path, stem):
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -153,6 +153,18 @@ WRONG = [  # (lesson, exercise, name, wrong answer, what the message must say)
      lambda s, n: (s / (2 * s.mean()) + 0.5 * n * torch.log(2 * math.pi * s.mean()), s.mean()), "per pixel"),
     ("03_c_and_beta", "3", "predicted_active_units", lambda ev, b, k: min(int((ev > b).sum()), k), "not β"),
     ("03_c_and_beta", "3", "predicted_active_units", lambda ev, b, k: int((ev > b / 2).sum()), "cap the count"),
+    ("04_geco", "1", "constraint_average", lambda c_ma, c, a: c if c_ma is None else (1 - a) * c_ma + a * c, "swapped"),
+    ("04_geco", "1", "constraint_average", lambda c_ma, c, a: a * c_ma + (1 - a) * c, "first step"),
+    ("04_geco", "1", "constraint_average", lambda c_ma, c, a: 0.0 if c_ma is None else a * c_ma + (1 - a) * c,
+     "first batch value"),
+    ("04_geco", "2", "lambda_step", lambda lam, c, eta: lam + eta * c, "stays positive"),
+    ("04_geco", "2", "lambda_step", lambda lam, c, eta: lam * math.exp(-eta * c), "the sign"),
+    ("04_geco", "2", "lambda_step", lambda lam, c, eta: lam * math.exp(eta * lam * c), "log λ by η·C_ma"),
+    ("04_geco", "3", "predicted_directions", lambda sq, k: ("down", "down") if sq < k else ("up", "up"), "not κ"),
+    ("04_geco", "3", "predicted_directions", lambda sq, k: ("down", "up") if sq < k * k else ("up", "down"),
+     "the KL is not"),
+    ("04_geco", "3", "predicted_directions", lambda sq, k: ("up", "up") if sq < k * k else ("down", "down"),
+     "the other way round"),
 ]
 
 

@@ -10,6 +10,7 @@ package function instead would have made the notebook print or import the packag
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from vaecourse import exercises as ex
 from vaecourse import losses
 from vaecourse import rate_distortion as rd
+from vaecourse.geco import GECO
 from vaecourse.nets import make_vae
 from vaecourse.run_course import notebooks_folder
 
@@ -132,3 +134,70 @@ def test_03_for_fit_feeds_the_batch_images():
     ours = terms_and_gradient(model, lambda m: ns["for_fit"](ns["beta_vae_terms"], beta=2.0)(m, (x,)))
     theirs = terms_and_gradient(model, lambda m: rd.beta_vae_loss(2.0)(m, (x,)))
     assert_same(ours, theirs, "03 for_fit(beta_vae_terms) vs rate_distortion.beta_vae_loss")
+
+
+# ----------------------------------------------------------------------------- lesson 04
+def _apply(model: torch.nn.Module, flat: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+    """Set the parameters' gradients from a flat vector and take the optimiser's step."""
+    start = 0
+    for p in model.parameters():
+        p.grad = flat[start:start + p.numel()].view_as(p).clone()
+        start += p.numel()
+    optimizer.step()
+
+
+@pytest.mark.parametrize("kappa, warmup", [(4.0, 2), (20.0, 0)], ids=["violated", "met"])
+def test_04_geco_step_is_the_package_one(kappa, warmup):
+    """Six training steps of the notebook's Geco and of vaecourse.geco.GECO on twin models: the same loss, gradient,
+    λ and moving average at every step (through the warm-up and the average's restart), and evaluation moves nothing."""
+    ns = notebook_objective("04_geco")
+    ours_model, x = model_and_batch()
+    theirs_model = copy.deepcopy(ours_model)
+    settings = dict(eta=0.01, alpha=0.5, lambda0=1.0, warmup=warmup)
+    ours, theirs = ns["Geco"](kappa, **settings), GECO(kappa, **settings)
+    opt_ours = torch.optim.SGD(ours_model.parameters(), lr=1e-3)
+    opt_theirs = torch.optim.SGD(theirs_model.parameters(), lr=1e-3)
+    lambdas = []
+    for step in range(6):
+        batch = (x[8 * (step % 2): 8 * (step % 2) + 8],)
+        a = terms_and_gradient(ours_model, lambda m, b=batch: ours(m, b), noise_seed=step)
+        b = terms_and_gradient(theirs_model, lambda m, b=batch: theirs(m, b), noise_seed=step)
+        assert_same(a, b, f"04 Geco vs vaecourse.geco.GECO, step {step} (κ = {kappa}, warm-up {warmup})")
+        assert (ours.lam, ours.c_ma, ours.t) == (theirs.lam, theirs.c_ma, theirs.t), \
+            f"step {step}: λ, C_ma, t = {(ours.lam, ours.c_ma, ours.t)} in the notebook, " \
+            f"{(theirs.lam, theirs.c_ma, theirs.t)} in the package"
+        _apply(ours_model, a[1], opt_ours)
+        _apply(theirs_model, b[1], opt_theirs)
+        lambdas.append(ours.lam)
+    assert lambdas[:warmup] == [1.0] * warmup, "λ must stay at λ₀ through the warm-up"
+    assert (lambdas[-1] > 1.0) if kappa == 4.0 else (lambdas[-1] < 1.0), f"λ went the wrong way: {lambdas}"
+    state = (ours.lam, ours.c_ma, ours.t)
+    a = terms_and_gradient(ours_model, lambda m: ours(m, (x,)), training=False)
+    b = terms_and_gradient(theirs_model, lambda m: theirs(m, (x,)), training=False)
+    assert_same(a, b, f"04 Geco vs vaecourse.geco.GECO in evaluation (κ = {kappa})")
+    assert (ours.lam, ours.c_ma, ours.t) == state, "evaluation must not move λ, C_ma or the step count"
+
+
+@pytest.mark.parametrize("lam", [0.5, 20.0, 36.2])
+def test_04_lambda_terms_is_the_package_vae_loss(lam):
+    # KL + λ·‖x − x̂‖² is the Gaussian-decoder loss ‖x − x̂‖²/(2c) + KL with c = 1/(2λ), value and gradient
+    ns = notebook_objective("04_geco")
+    model, x = model_and_batch()
+    ours = terms_and_gradient(model, lambda m: ns["ScheduledLambda"](lambda t: lam)(m, (x,)))
+    theirs = terms_and_gradient(model, lambda m: losses.vae_loss(c=1 / (2 * lam))(m, (x,)))
+    ours[0].pop("lambda")
+    theirs[0].pop("rec")
+    assert_same(ours, theirs, f"04 lambda_terms (λ = {lam}) vs losses.vae_loss(c = 1/(2λ))")
+
+
+def test_04_the_warm_up_schedule_and_its_step_count():
+    ns = notebook_objective("04_geco")
+    schedule = ns["warmup_schedule"](1.0, 25.0, 100, 300)
+    assert [schedule(t) for t in (0, 100, 300, 790)] == [1.0, 1.0, 25.0, 25.0]
+    assert schedule(200) == pytest.approx(5.0)             # halfway in log λ: √(1·25)
+    assert ns["warmup_schedule"](1.0, 0.2, 10, 10)(10) == 1.0 and ns["warmup_schedule"](1.0, 0.2, 10, 10)(11) == 0.2
+    loss = ns["ScheduledLambda"](schedule)
+    model, x = model_and_batch()
+    for training in (True, True, False):
+        terms_and_gradient(model, lambda m: loss(m, (x,)), training=training)
+    assert loss.t == 2, "only training steps advance the schedule"

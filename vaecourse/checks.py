@@ -328,6 +328,114 @@ def check_predicted_active_units(fn: Callable[[torch.Tensor, float, int], int]) 
     _fail(name, f"counts {got} for ({cases_text}) on eigenvalues {spectrum.tolist()}; expected {list(want)}", hint)
 
 
+# ----------------------------------------------------------------------------- lesson 04
+def _number(name: str, out: object, what: str) -> float:
+    """``out`` as a float (a Python number or a one-element tensor), or a failed check saying what was returned."""
+    if isinstance(out, torch.Tensor) and out.numel() == 1:
+        return float(out)
+    if isinstance(out, bool) or not isinstance(out, int | float | np.floating | np.integer):
+        _fail(name, f"returned {type(out).__name__}, not a number", f"return {what} as a float")
+    return float(out)
+
+
+def check_constraint_average(fn: Callable[[float | None, float, float], float]) -> None:
+    """GECO's moving average C_ma = α·C_ma + (1 − α)·C, started at the first batch value (c_ma is None)."""
+    name = "moving-average constraint"
+    try:
+        first = fn(None, 5.0, 0.99)
+    except TypeError as err:
+        _fail(name, f"the first step (c_ma = None) raised TypeError: {err}",
+              "at the first step there is no average yet: return c_batch itself (Algorithm 1 starts with C_ma⁰ = C⁰)")
+    if _number(name, first, "the new average") != 5.0:
+        _fail(name, f"the first step returned {first!r} for c_ma = None, c_batch = 5; expected 5",
+              "start the average at the first batch value, C_ma⁰ = C⁰ (not at 0: an average started at 0 "
+              "would report the constraint as met for the first hundred steps)")
+    for c_ma, c, alpha in ((10.0, 0.0, 0.9), (-2.0, 6.0, 0.99), (3.0, -1.0, 0.5)):
+        got = _number(name, fn(c_ma, c, alpha), "the new average")
+        want = alpha * c_ma + (1 - alpha) * c
+        if abs(got - want) <= 1e-12 * max(1.0, abs(want)):
+            continue
+        slips = {(1 - alpha) * c_ma + alpha * c: "α and 1 − α are swapped: α is the memory, the weight on the old "
+                                                 "average (0.99 keeps ~100 steps), 1 − α that on the new batch",
+                 c: "that is the batch value itself: the average must also remember c_ma",
+                 c_ma: "the average did not move: add (1 − α)·c_batch",
+                 alpha * c_ma + c: "the new value needs its weight (1 − α)",
+                 (c_ma + c) / 2: "that is the plain mean of the two: weigh them by α and 1 − α"}
+        hint = next((h for v, h in slips.items() if abs(got - v) <= 1e-9 * max(1.0, abs(v))),
+                    "C_ma ← α·C_ma + (1 − α)·C")
+        _fail(name, f"{got:.6g} for c_ma = {c_ma:g}, c_batch = {c:g}, α = {alpha:g}; expected {want:.6g}", hint)
+    series, c_ma = [12.0, 4.0, -3.0, 0.5], None
+    for c in series:
+        c_ma = fn(c_ma, c, 0.9)
+    print(f"{name}: correct (first step C_ma = C; then α·C_ma + (1 − α)·C: the batch values {series} with α = 0.9 "
+          f"average to {float(c_ma):.4f})")
+
+
+def check_lambda_step(fn: Callable[[float, float, float], float]) -> None:
+    """GECO's multiplicative step λ·exp(η·C_ma): up when violated, down when met, positive always."""
+    name = "λ update"
+    for lam, c_ma, eta in ((25.0, -2.5, 1e-3), (2.0, 19.9, 1e-3), (1.0, 2.0, 0.1), (3.0, 0.0, 0.5),
+                           (0.5, -1000.0, 0.01)):
+        got = _number(name, fn(lam, c_ma, eta), "the new λ")
+        want = lam * np.exp(eta * c_ma)
+        if abs(got - want) <= 1e-10 * abs(want):
+            continue
+        slips = {lam + eta * c_ma: "that is plain gradient ascent on λ, λ + η·C_ma, which can drive λ negative "
+                                   "(λ = 0.5, C_ma = −1000, η = 0.01 gives −9.5): GECO multiplies λ by exp(η·C_ma), "
+                                   "so λ stays positive",
+                 lam * np.exp(-eta * c_ma): "the sign: a violated constraint (C_ma > 0) must raise λ, a met one "
+                                            "lower it",
+                 np.exp(eta * c_ma): "the step multiplies the current λ: λ·exp(η·C_ma)",
+                 lam * (1 + eta * c_ma): "that is the first-order expansion of exp; use the exponential itself "
+                                         "(it stays positive)",
+                 lam * np.exp(eta * lam * c_ma): "that moves log λ by η·λ·C_ma (gradient ascent on log λ); GECO moves "
+                                                 "log λ by η·C_ma",
+                 lam * np.exp(c_ma): "the rate η is missing: λ·exp(η·C_ma)"}
+        hint = next((h for v, h in slips.items() if abs(got - v) <= 1e-9 * max(1.0, abs(v))),
+                    "λ ← λ·exp(η·C_ma)")
+        _fail(name, f"{got:.6g} for λ = {lam:g}, C_ma = {c_ma:g}, η = {eta:g}; expected {want:.6g}", hint)
+    print(f"{name}: correct (λ·exp(η·C_ma): from λ = 25 at C_ma = −2.5, η = 0.001 one step gives "
+          f"{25 * np.exp(-2.5e-3):.4f}; at C_ma = −1000 λ shrinks by e^−10 and stays positive)")
+
+
+def check_predicted_directions(fn: Callable[[float, float], tuple[str, str]]) -> None:
+    """Where GECO moves λ and the KL from a fixed-λ run whose distortion is sq_err, for tolerance κ."""
+    name = "predicted directions"
+    cases = ((14.6, 4.0), (14.6, 3.0), (40.0, 6.0), (30.0, 6.0), (20.0, 5.0))
+    got = []
+    for sq, kappa in cases:
+        out = fn(sq, kappa)
+        if not (isinstance(out, tuple | list) and len(out) == 2 and all(v in ("up", "down") for v in out)):
+            _fail(name, f"returned {out!r} for sq_err = {sq:g}, κ = {kappa:g}",
+                  "return a pair of the words 'up' or 'down': (where λ goes, where the KL goes), e.g. ('up', 'up')")
+        got.append(tuple(out))
+
+    def rule(threshold, lam_when_met="down", kl_same=True):
+        out = []
+        for sq, kappa in cases:
+            lam = lam_when_met if sq < threshold(kappa) else ("up" if lam_when_met == "down" else "down")
+            kl = lam if kl_same else ("up" if lam == "down" else "down")
+            out.append((lam, kl))
+        return out
+
+    want = rule(lambda k: k * k)
+    if got == want:
+        print(f"{name}: correct on {len(cases)} cases (distortion below κ²: λ down, and the KL with it; "
+              "above: both up)")
+        return
+    slips = {tuple(rule(lambda k: k)): "compare the squared error with κ², not κ: the constraint is ‖x − x̂‖² ≤ κ²",
+             tuple(rule(lambda k: k * k, "up")): "the other way round: a met constraint has C = ‖x − x̂‖² − κ² < 0, and "
+                                                 "λ·exp(η·C) with C < 0 is smaller than λ",
+             tuple(rule(lambda k: k * k, "down", False)): "λ is right, the KL is not: λ weighs the distortion "
+                                                          "against the KL, so a smaller λ makes distortion cheaper "
+                                                          "and rate dearer: the model gives up KL and its distortion "
+                                                          "rises towards κ²"}
+    hint = slips.get(tuple(got), "distortion below κ² → C < 0 → λ falls → the KL falls (and the distortion rises "
+                                 "towards κ²); above κ², the reverse")
+    text = "; ".join(f"sq_err {sq:g}, κ {k:g}: {g}" for (sq, k), g, w in zip(cases, got, want) if g != w)
+    _fail(name, f"wrong for {text}", hint)
+
+
 # ----------------------------------------------------------------------------- lesson 04b
 def check_fixed_point_update(fn: Callable[..., np.ndarray]) -> None:
     """One encoder + decoder update of the kernel toy, against kernel_toy's, at a moderate and a tiny β."""

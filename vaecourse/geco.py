@@ -13,8 +13,10 @@ Each training step
   4. takes a gradient step on KL + λ·Ĉ (``fit`` does this),
   5. updates λ ← λ·exp(η·C_maᵗ): λ grows while the constraint is violated (C_ma > 0), shrinks
      while it is met, and stays positive.
-Report 003 writes the last step as λ ← λ·exp(α·Cᵗ) (the average's α reused as the rate) and the
-constraint as ‖x − g(x)‖ − κ² (a norm against a squared tolerance); this module follows the paper.
+Parnas & Shazman's report on Taming VAEs writes the last step as λ ← λ·exp(α·Cᵗ) (the average's α reused as
+the rate) and the constraint as ‖x − g(x)‖ − κ² (a norm against a squared tolerance); this module follows the
+paper. Lesson 04 writes the same step in its notebook (``Geco``, from the student's moving average and λ step);
+tests/test_notebook_objectives.py holds the two equal.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ FULL_ON_CPU_MINUTES: dict[str, tuple[float | None, str]] = {
     "01_elbo": (1.5, "measured"), "02_ae_vs_vae": (1.7, "measured, on the 4k MNIST subset"),
     "04b_fixed_points": (0.9, "measured"),
     "03_c_and_beta": (45.0, "estimated: the cpu run × 30 epochs"),
-    "04_geco": (100.0, "estimated: the cpu run × 10 epochs × 6 images"),
+    "04_geco": (150.0, "estimated: the cpu run (2.4 min, with the warm-up control at 3 seeds) × 10 epochs × 6 images"),
 }
 FULL_ON_CPU_LIMIT = 5.0  # minutes: longer runs of the full profile on a CPU need VAECOURSE_PROFILE=full
 
