@@ -2,9 +2,10 @@
 
 Lesson 03 grades prior samples with a small MLP trained once on the digits; lesson 05 reads
 generated digits back with a small CNN and compares its CCVAE with a classifier of the CCVAE
-encoder's layers trained on the labelled images alone. All three are a :class:`Classifier`: a body
-(MLP or stride-2 conv layers) and a linear head giving K class logits, or one logit per binary
-attribute, trained by :func:`fit_classifier` on cross-entropy with the course's ``fit``.
+encoder's layers trained on the labelled images alone (MLP layers on the digits, the face
+backbone's convolutions on the faces). All are a :class:`Classifier`: a body (MLP, stride-2 conv
+layers, or the face encoder's trunk) and a linear head giving K class logits, or one logit per
+binary attribute, trained by :func:`fit_classifier` on cross-entropy with the course's ``fit``.
 """
 
 from __future__ import annotations
@@ -51,15 +52,29 @@ def _conv_body(image_shape: Sequence[int], channels: Sequence[int], activation: 
     return layers, channels[-1] * math.prod(conv_sizes(image_shape[1:], len(channels))[-1])
 
 
+def _face_body(image_shape: Sequence[int], width: int) -> tuple[list[nn.Module], int]:
+    """The face backbone encoder's trunk (``face_vae.FaceEncoder``: stride-2 4×4 convs down to 4×4), flattened."""
+    from .face_vae import FaceEncoder
+
+    if len(image_shape) != 3 or image_shape[0] != 3 or image_shape[1] != image_shape[2]:
+        raise ValueError(f"kind='face' takes square RGB faces (3, size, size), got {tuple(image_shape)}; "
+                         "use kind='mlp' or 'conv' for other images")
+    encoder = FaceEncoder(image_shape[-1], 1, width)
+    return [encoder.trunk], encoder.feature_dim
+
+
 class Classifier(nn.Module):
     """Images → logits: ``n_outputs`` class logits, or (``binary=True``) one logit per 0/1 attribute.
 
     ``kind="mlp"``: Linear layers of widths ``hidden``; ``kind="conv"``: stride-2 3×3 convs with
-    BatchNorm, ``channels`` wide. ``activation`` is "relu" or "elu" (the course's encoders use ELU).
+    BatchNorm, ``channels`` wide; ``kind="face"``: the face backbone encoder's trunk of ``width``
+    channels (the layers a faces CCVAE encodes with). ``activation`` is "relu" or "elu" (the course's
+    encoders use ELU; the face trunk keeps its LeakyReLU).
     """
 
     def __init__(self, image_shape: Sequence[int], n_outputs: int, *, binary: bool = False, kind: str = "mlp",
-                 hidden: Sequence[int] = (256,), channels: Sequence[int] = (32, 64, 64), activation: str = "relu"):
+                 hidden: Sequence[int] = (256,), channels: Sequence[int] = (32, 64, 64), activation: str = "relu",
+                 width: int = 32):
         super().__init__()
         if n_outputs < (1 if binary else 2):
             raise ValueError(f"a classifier needs at least 2 classes (or 1 binary attribute), "
@@ -70,8 +85,10 @@ class Classifier(nn.Module):
             body, width = _mlp_body(self.image_shape, hidden, activation)
         elif kind == "conv":
             body, width = _conv_body(self.image_shape, channels, activation)
+        elif kind == "face":
+            body, width = _face_body(self.image_shape, width)
         else:
-            raise ValueError(f"unknown classifier kind {kind!r}; choose 'mlp' or 'conv'")
+            raise ValueError(f"unknown classifier kind {kind!r}; choose 'mlp', 'conv' or 'face'")
         self.net = nn.Sequential(*body, nn.Linear(width, n_outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
