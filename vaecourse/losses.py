@@ -1,6 +1,6 @@
 """The terms of the VAE objectives, each per example (summed over pixels / latent dims).
 
-Per-example sums keep the scale the papers use (report 004's 293 + 14 is a per-image sum);
+Per-example sums keep the scale the papers use (the 293 + 14 of Zhao's report, 2023, is a per-image sum);
 a per-pixel mean silently rescales β by the number of pixels (lesson 03 shows it).
 """
 

@@ -1,7 +1,7 @@
 """Encoders, decoders and the AE/VAE that wrap them, for any image shape and latent size.
 
 Encoders return (μ, log σ²); decoders return pixel means in [0, 1] (a sigmoid output, as in
-report 004) or logits. One ``VAE`` class serves as AE too (``variational=False``: z = μ, no KL)
+Zhao's report, 2023) or logits. One ``VAE`` class serves as AE too (``variational=False``: z = μ, no KL)
 so lesson 02 trains the very same nets both ways.
 """
 
@@ -29,7 +29,11 @@ def check_images(x: torch.Tensor, image_shape: Sequence[int], who: str = "this n
 
 
 class MLPEncoder(nn.Module):
-    """Flatten → Linear/ELU layers → (μ, log σ²). Report 004 uses hidden 300-100-20."""
+    """Flatten → Linear/ELU layers → (μ, log σ²).
+
+    The default 300-100-20 is what the text of Zhao's report (2023) gives; its printed network is
+    300-100-10, which lesson 02 trains too.
+    """
 
     def __init__(self, image_shape: Sequence[int], latent_dim: int, hidden: Sequence[int] = (300, 100, 20)):
         super().__init__()
@@ -49,7 +53,7 @@ class MLPEncoder(nn.Module):
 
 
 def variance_to_logvar(raw: torch.Tensor) -> torch.Tensor:
-    """σ² = softplus(h) + 1e-8 (report 004's positive variance; softplus's range is (0, ∞)), as log σ²."""
+    """σ² = softplus(h) + 1e-8 (the positive variance of Zhao's report, 2023; softplus's range is (0, ∞)), as log σ²."""
     return torch.log(F.softplus(raw) + 1e-8)
 
 
@@ -83,7 +87,7 @@ def conv_sizes(hw: Sequence[int], n_layers: int) -> list[tuple[int, int]]:
 
 
 class ConvEncoder(nn.Module):
-    """Report 004's CNN: stride-2 3×3 convs (32, 64, 32 channels) with BatchNorm and ELU, then a linear head."""
+    """The CNN of Zhao's report (2023): stride-2 3×3 convs (32, 64, 32 channels), BatchNorm and ELU, a linear head."""
 
     def __init__(self, image_shape: Sequence[int], latent_dim: int, channels: Sequence[int] = (32, 64, 32)):
         super().__init__()
