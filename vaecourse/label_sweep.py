@@ -20,8 +20,9 @@ over the attributes (each attribute's own is in ``per_attribute``).
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -121,6 +122,13 @@ def posterior_means(vae: FaceVAE, images: torch.Tensor, batch_size: int = 1000) 
         return batched_apply(lambda x: vae.encode(x)[0], images, batch_size)
 
 
+def standardised_means(vae: FaceVAE, train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means of the training and test faces, both scaled by the training means' mean and spread."""
+    z_train, z_test = posterior_means(vae, train), posterior_means(vae, test)
+    mean, std = z_train.mean(0), z_train.std(0).clamp_min(1e-6)
+    return (z_train - mean) / std, (z_test - mean) / std
+
+
 def fit_probe(features: torch.Tensor, labels: torch.Tensor, weight_decay: float) -> nn.Linear:
     """Logistic regression per attribute (one linear layer, L2 ``weight_decay``) by L-BFGS, to convergence.
 
@@ -170,7 +178,12 @@ def run_sweep(train, test, fractions: Sequence[float], seeds: Sequence[int], set
     if extra_seeds_at is not None:
         runs += [(extra_seeds_at, s) for s in seeds[1:]]
     rows: list[dict] = []
-    vae_features: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # the label-free VAE's, trained once
+
+    @functools.cache  # it sees no label, so one VAE (trained when first needed) serves every split
+    def vae_features() -> tuple[torch.Tensor, torch.Tensor]:
+        return standardised_means(train_unlabelled_vae(train.images, settings, seeds[0], progress), train.images,
+                                  test.images)
+
     for fraction, seed in runs:
         here = [m for m in models if m not in only_at or (fraction in only_at[m] and seed == seeds[0])]
         rows += _split_rows(train, test, fraction, seed, settings, here, vae_features, progress)
@@ -178,7 +191,7 @@ def run_sweep(train, test, fractions: Sequence[float], seeds: Sequence[int], set
 
 
 def _split_rows(train, test, fraction: float, seed: int, settings: SweepSettings, models: Sequence[str],
-                vae_features: dict[int, tuple[torch.Tensor, torch.Tensor]], progress: bool | None) -> list[dict]:
+                vae_features: Callable[[], tuple[torch.Tensor, torch.Tensor]], progress: bool | None) -> list[dict]:
     """The rows of one label split: each model of ``models`` trained on it and read on the test faces."""
     attributes = list(train.classes)
     labelled, unlabelled = cc.label_split(train.labels, fraction, seed=seed)
@@ -192,12 +205,7 @@ def _split_rows(train, test, fraction: float, seed: int, settings: SweepSettings
         clf = train_classifier(train.images, train.labels, labelled, settings, seed, progress)
         predictions["classifier"] = clf.predict(test.images)
     if "VAE+probe" in models:
-        if not vae_features:  # it sees no label, so one VAE serves every split
-            vae = train_unlabelled_vae(train.images, settings, seed, progress)
-            z_train, z_test = posterior_means(vae, train.images), posterior_means(vae, test.images)
-            mean, std = z_train.mean(0), z_train.std(0).clamp_min(1e-6)
-            vae_features[0] = ((z_train - mean) / std, (z_test - mean) / std)
-        z_train, z_test = vae_features[0]
+        z_train, z_test = vae_features()
         probe = fit_probe(z_train[labelled], train.labels[labelled], settings.probe_weight_decay)
         with torch.no_grad():
             predictions["VAE+probe"] = (probe(z_test) > 0).float()
