@@ -1,4 +1,4 @@
-"""The checks that follow the lessons' exercises: each runs the student's code on a fixed input, compares it
+"""The checks that follow the exercises of lessons 01-04b: each runs the student's code on a fixed input, compares it
 with the package's function or a closed form, and when it is wrong says what (shape, value, gradient) with a
 hint. A failed check raises ``ExerciseFailed`` (an AssertionError); a passed one prints one line.
 """
@@ -10,46 +10,25 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from . import kernel_toy as kt
-from .losses import gaussian_kl
+from .. import kernel_toy as kt
+from ..losses import gaussian_kl
+from .common import _close, _diagnose, _fail, _grads, _number, _tensor_out
 
-
-class ExerciseFailed(AssertionError):
-    """The student's answer is wrong; the message says how, and hints at the fix."""
-
-
-def _fail(name: str, what: str, hint: str) -> None:
-    raise ExerciseFailed(f"{name}: {what}\n  hint: {hint}")
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-8) -> bool:
-    return a.shape == b.shape and bool(torch.allclose(a.double(), b.double(), atol=tol, rtol=tol))
-
-
-def _tensor_out(name: str, out: object, shape: tuple[int, ...], per: str, hint: str) -> torch.Tensor:
-    if not isinstance(out, torch.Tensor):
-        _fail(name, f"returned {type(out).__name__}, not a torch tensor",
-              "compute with torch operations on the inputs (no .item(), float() or numpy) and return the tensor")
-    if tuple(out.shape) != shape:
-        _fail(name, f"returned shape {tuple(out.shape)}, expected {shape} ({per})", hint)
-    return out
-
-
-def _grads(name: str, out: torch.Tensor, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-    if not out.requires_grad:
-        _fail(name, "no gradient flows from the result to " + " and ".join(inputs),
-              "build the result from the inputs with torch operations: no .detach(), torch.no_grad(), .numpy(), "
-              "and no fresh random draw (the noise is given to you)")
-    grads = torch.autograd.grad(out.sum(), list(inputs.values()), allow_unused=True)
-    for (label, _), g in zip(inputs.items(), grads):
-        if g is None:
-            _fail(name, f"the result does not depend on {label}: its gradient is missing",
-                  f"use {label} in the formula (the pathwise gradient must reach it)")
-    return list(grads)
-
-
-def _diagnose(out: torch.Tensor, variants: dict[str, torch.Tensor]) -> str | None:
-    return next((hint for hint, value in variants.items() if _close(out, value, 1e-6)), None)
+__all__ = [
+    "check_kl_to_standard_normal",
+    "check_reparameterised_sample",
+    "check_diagonal_sample",
+    "check_elbo_terms",
+    "check_gaussian_constant",
+    "check_mse_loss_beta",
+    "check_calibrated_nll",
+    "check_predicted_active_units",
+    "check_constraint_average",
+    "check_lambda_step",
+    "check_predicted_directions",
+    "check_fixed_point_update",
+    "check_predicted_beta_c",
+]
 
 
 # ----------------------------------------------------------------------------- lesson 01
@@ -329,15 +308,6 @@ def check_predicted_active_units(fn: Callable[[torch.Tensor, float, int], int]) 
 
 
 # ----------------------------------------------------------------------------- lesson 04
-def _number(name: str, out: object, what: str) -> float:
-    """``out`` as a float (a Python number or a one-element tensor), or a failed check saying what was returned."""
-    if isinstance(out, torch.Tensor) and out.numel() == 1:
-        return float(out)
-    if isinstance(out, bool) or not isinstance(out, int | float | np.floating | np.integer):
-        _fail(name, f"returned {type(out).__name__}, not a number", f"return {what} as a float")
-    return float(out)
-
-
 def check_constraint_average(fn: Callable[[float | None, float, float], float]) -> None:
     """GECO's moving average C_ma = α·C_ma + (1 − α)·C, started at the first batch value (c_ma is None)."""
     name = "moving-average constraint"
