@@ -1,6 +1,6 @@
 """Training speed of the face VAE backbone (lessons 05–07) on this machine: steps/s per variant.
 
-Run: ``python benchmarks/bench_face_vae.py [--threads 2] [--steps 60] [--size 32]``. It times Adam
+Run: ``python -m benchmarks.bench_face_vae [--threads 2] [--steps 60] [--size 32]``. It times Adam
 steps of ``FaceVAE`` (batch 64, the lessons' setting) as written, with channels-last tensors, and
 with ``torch.compile``, and prints steps/s and CPU-seconds per step for each, so a change of net or
 of memory format can be judged here, not in a timed test. The `cpu` profiles' budget is one

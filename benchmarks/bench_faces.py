@@ -1,6 +1,6 @@
 """How fast the procedural faces are drawn: images/s at 32 and 64 pixels, and 60k images at 64x64.
 
-Run: ``python benchmarks/bench_faces.py [--n 20000] [--full]``. The target is at least 5,000
+Run: ``python -m benchmarks.bench_faces [--n 20000] [--full]``. The target is at least 5,000
 images/s at 64x64 on a 2-core CPU. Wall-clock rates depend on what else the machine runs, so
 the CPU seconds are printed too (images per CPU-second x cores is the rate of an idle machine).
 """

@@ -1,7 +1,7 @@
 """How long each lesson's live widget takes to redraw after a control moves (target: under 100 ms).
 
-Run: ``python benchmarks/bench_widgets.py [--repeats 7] [--threads 1]``. Every widget of the course
-(``vaecourse.widget_gallery``: each lesson's own builder on an untrained model of the lesson's
+Run: ``python -m benchmarks.bench_widgets [--repeats 7] [--threads 1]``. Every widget of the course
+(``tools.widget_gallery``: each lesson's own builder on an untrained model of the lesson's
 sizes, which decodes as fast as the trained one) has each of its moves made ``repeats`` times
 there and back; the median decode milliseconds (render + PNG encoding, as the widget's status
 line reports them) are printed per move, and the slowest against the target. A reference decoder
@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from vaecourse.widget_gallery import GALLERY, status_text, time_moves
+from tools.widget_gallery import GALLERY, status_text, time_moves
 from vaecourse.widgets import latent_sliders
 
 TARGET_MS = 100.0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaecourse import benchmark as bm
+from benchmarks import bench_trainer as bm
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool) -> None:

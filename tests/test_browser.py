@@ -1,6 +1,6 @@
 """The course in a real browser: JupyterLab on localhost driven by headless Chromium.
 
-Every lesson's live widget (``vaecourse.widget_gallery``: the lesson's own builder on a small
+Every lesson's live widget (``tools.widget_gallery``: the lesson's own builder on a small
 untrained model of the lesson's sizes) is shown in a test notebook and moved the way a reader
 moves it: typing into a slider's readout, stepping a selection slider with the keyboard, clicking
 a toggle or a button, choosing in a dropdown. Between them they cover every kind of control the
@@ -10,7 +10,7 @@ then checks the decoded image changed. A lesson then runs end to end in the smok
 its first widget is moved the same way. Screenshots before and after are saved
 (``BROWSER_ARTIFACTS`` or a temp folder), and on failure. The decode time after each move, the
 kernel's (the widget's own "decoded in") and the round trip the browser sees, is printed and
-written to ``widget_timings.json`` there; ``benchmarks/bench_widgets.py`` measures the same
+written to ``widget_timings.json`` there; ``python -m benchmarks.bench_widgets`` measures the same
 decodes without a browser.
 
 Needs Debian's ``chromium`` and the ``playwright`` package (``.ci/setup`` installs both). Where they
@@ -58,10 +58,10 @@ if (why := _missing()) is not None:
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from vaecourse.widget_gallery import status_text  # noqa: E402
+from tools.widget_gallery import status_text  # noqa: E402
 from vaecourse.widgets import format_value  # noqa: E402
 
-GALLERY_SETUP = """from vaecourse.widget_gallery import course_widgets
+GALLERY_SETUP = """from tools.widget_gallery import course_widgets
 gallery = course_widgets()
 print(f"{len(gallery)} widgets built")"""
 
@@ -86,7 +86,7 @@ def _write_gallery_notebook(folder: Path, n_widgets: int) -> Path:
 @pytest.fixture(scope="module")
 def gallery():
     """The same gallery, built in this process: which controls to move, their kinds and the texts to expect."""
-    from vaecourse.widget_gallery import course_widgets
+    from tools.widget_gallery import course_widgets
 
     return course_widgets()
 
@@ -120,7 +120,10 @@ def lab(tmp_path_factory, gallery):
     port = _free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
            "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-           "CI": "true", "VAECOURSE_PROGRESS": "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+           "CI": "true", "VAECOURSE_PROGRESS": "0",
+           # the gallery lives in the repository's tools/, outside the installed package
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     # the kernel must be this environment's Python (the one with torch and vaecourse)
     subprocess.run([sys.executable, "-m", "ipykernel", "install", "--user", "--name", "python3"],

@@ -1,6 +1,6 @@
 import json
 
-from vaecourse.reproduction import DOCUMENT, HEADER, REPO_ROOT, best_results, main, table, update
+from tools.reproduction import DOCUMENT, HEADER, REPO_ROOT, best_results, main, table, update
 
 
 def write(folder, notebook, profile, rows, seconds=120.0, name=None, **extra):
@@ -70,8 +70,8 @@ def test_notebook_minutes_follow_the_cpu_results(tmp_path):
 
 
 def test_the_committed_document_and_readme_match_the_committed_results():
-    assert (REPO_ROOT / DOCUMENT).is_file(), f"{DOCUMENT} is missing: run python -m vaecourse.reproduction"
-    assert main(["--check"]) == 0, f"run python -m vaecourse.reproduction and commit {DOCUMENT} and README.md"
+    assert (REPO_ROOT / DOCUMENT).is_file(), f"{DOCUMENT} is missing: run python -m tools.reproduction"
+    assert main(["--check"]) == 0, f"run python -m tools.reproduction and commit {DOCUMENT} and README.md"
 
 
 def test_only_completed_passing_runs_fill_the_table(tmp_path):

@@ -2,8 +2,8 @@
 
 import pytest
 
+from tools.widget_gallery import course_widgets, make_move, status_text
 from vaecourse.run_course import course_notebooks
-from vaecourse.widget_gallery import course_widgets, make_move, status_text
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +14,7 @@ def gallery():
 def test_every_lesson_has_its_widgets_in_the_gallery(gallery):
     lessons = {item.lesson for item in gallery}
     missing = [nb.stem for nb in course_notebooks() if nb.stem not in lessons]
-    assert not missing, f"no widget of {missing} in vaecourse.widget_gallery: add the lesson's builder there"
+    assert not missing, f"no widget of {missing} in tools.widget_gallery: add the lesson's builder there"
     assert all(item.moves for item in gallery), "every gallery widget needs at least one move to test"
 
 

@@ -64,7 +64,7 @@ def test_generic_live_image_with_a_toggle_and_a_dropdown():
 
 
 def test_each_move_decodes_once_and_reports_the_time_it_took():
-    """The status line's time is measured around the decode (how fast a shared CPU is: benchmarks/bench_widgets.py)."""
+    """The status line's time is measured around the decode (a shared CPU's speed: benchmarks.bench_widgets)."""
     calls = []
 
     def slow(z):

@@ -1,7 +1,7 @@
 """Minibatches by index slicing of tensors that already live on the training device.
 
 A per-sample DataLoader spends most of a small model's epoch in Python; slicing one tensor with
-a shuffled index costs one gather per batch (see ``python -m vaecourse.benchmark``).
+a shuffled index costs one gather per batch (see ``python -m benchmarks.bench_trainer``).
 """
 
 from __future__ import annotations

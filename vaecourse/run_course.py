@@ -6,7 +6,7 @@
 writes each executed notebook and its results file (``results/<notebook>.<profile>.json``, or
 ``….failed.json`` for a run with a missed check) under ``--out``; this is what a GPU session runs for
 docs/reproduction.md, the reproduction table (then copy ``<out>/results/*.full.json`` into ``results/`` and run
-``python -m vaecourse.reproduction``). From a pip install it finds the notebooks in ``./notebooks``
+``python -m tools.reproduction``). From a pip install it finds the notebooks in ``./notebooks``
 or the working directory (``--notebooks`` names another folder); they are not in the package.
 
     python -m vaecourse.run_course --rehearse

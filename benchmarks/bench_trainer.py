@@ -1,4 +1,4 @@
-"""How much faster is the course's trainer than the usual DataLoader pattern? ``python -m vaecourse.benchmark``.
+"""How much faster is the course's trainer than the usual DataLoader pattern? ``python -m benchmarks.bench_trainer``.
 
 It trains the same small VAE (the pytorch/examples model: 784-400-20, ReLU, Bernoulli decoder
 with binary cross-entropy, batch 128, Adam 1e-3) for one epoch on the same Fashion-MNIST
@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import pick_device, seed_everything, set_cpu_threads
-from .data import IDX_FILES, SYSTEM_DIRS, _idx_pair, load_dataset
-from .losses import bernoulli_nll, gaussian_kl
+from vaecourse.config import pick_device, seed_everything, set_cpu_threads
+from vaecourse.data import IDX_FILES, SYSTEM_DIRS, _idx_pair, load_dataset
+from vaecourse.losses import bernoulli_nll, gaussian_kl
 
 BATCH_SIZE = 128
 LR = 1e-3
@@ -174,7 +174,7 @@ def run_dataloader(root: Path, device: torch.device, limit: int | None, seed: in
 
 def run_vaecourse(root: Path, device: torch.device, limit: int | None, seed: int) -> Run:
     """One epoch with the course's trainer: the split as one device tensor, batches by index slicing."""
-    from .train import fit
+    from vaecourse.train import fit
 
     t0 = time.perf_counter()
     data = load_dataset("fashion_mnist", "train", root=root, limit=limit, device=device, verbose=False)
@@ -258,7 +258,7 @@ def format_table(result: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Command line: parse options, run the benchmark, print the table; returns the result."""
-    parser = argparse.ArgumentParser(prog="python -m vaecourse.benchmark", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_trainer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=None,
                         help=f"torchvision root: files go to DATA/FashionMNIST/raw/ (default {default_cache()})")
     parser.add_argument("--source", action="append", default=[],

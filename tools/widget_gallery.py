@@ -1,7 +1,7 @@
 """Every live widget of the course, built on small untrained models of each lesson's sizes.
 
 The browser test (tests/test_browser.py) shows these in JupyterLab and moves each one's
-controls in headless Chromium; ``benchmarks/bench_widgets.py`` times their decodes. An untrained
+controls in headless Chromium; ``python -m benchmarks.bench_widgets`` times their decodes. An untrained
 model of the lesson's architecture decodes exactly as fast as the trained one, so the timings
 are the lesson's, while building the whole gallery takes seconds instead of the lessons' minutes.
 
@@ -20,7 +20,7 @@ from typing import Any
 import ipywidgets as W
 import torch
 
-from .widgets import LiveImage, format_value
+from vaecourse.widgets import LiveImage, format_value
 
 
 @dataclass
@@ -109,7 +109,7 @@ FACE_ATTRIBUTES = ["glasses", "facial_hair"]
 
 @lesson
 def elbo() -> list[GalleryItem]:
-    from . import elbo as E
+    from vaecourse import elbo as E
 
     model = E.LinearGaussian.random(20, 2, noise_var=0.5, overlap=0.8)  # the lesson's pPCA: D = 20, 2-D latent
     live = E.bound_widget(model, model.sample(1)[0][0], lim=3.0)
@@ -118,8 +118,8 @@ def elbo() -> list[GalleryItem]:
 
 @lesson
 def ae_vs_vae() -> list[GalleryItem]:
-    from .nets import make_vae
-    from .widgets import compare_decoders, latent_sliders
+    from vaecourse.nets import make_vae
+    from vaecourse.widgets import compare_decoders, latent_sliders
 
     ae, vae = make_vae((1, 28, 28), 2, variational=False).eval(), make_vae((1, 28, 28), 2).eval()
     sliders = latent_sliders(vae.decode, 2, lim=3.0, title="VAE decoder: move z")
@@ -131,8 +131,8 @@ def ae_vs_vae() -> list[GalleryItem]:
 
 @lesson
 def c_and_beta() -> list[GalleryItem]:
-    from . import rate_distortion as rd
-    from .nets import make_vae
+    from vaecourse import rate_distortion as rd
+    from vaecourse.nets import make_vae
 
     models = {c: make_vae((1, 28, 28), 2).eval() for c in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)}
     live = rd.c_widget(models, torch.randn(1000, 2))
@@ -141,8 +141,8 @@ def c_and_beta() -> list[GalleryItem]:
 
 @lesson
 def geco() -> list[GalleryItem]:
-    from . import geco as G
-    from .nets import make_vae
+    from vaecourse import geco as G
+    from vaecourse.nets import make_vae
 
     names = ["ELBO (β=1)", "β=0.5", "β=2", "GECO κ=4", "GECO κ=5", "GECO κ=6"]
     models = {n: make_vae((1, 28, 28), 16, hidden=(256, 128)).eval() for n in names}
@@ -154,7 +154,7 @@ def geco() -> list[GalleryItem]:
 def fixed_points() -> list[GalleryItem]:
     import numpy as np
 
-    from . import kernel_toy as kt
+    from vaecourse import kernel_toy as kt
 
     sweep = kt.anneal(kt.toy_points(), kt.latent_grid(41), np.geomspace(8.0, 0.02, 8), max_iter=100)
     live = kt.beta_widget(sweep)
@@ -164,7 +164,7 @@ def fixed_points() -> list[GalleryItem]:
 
 @lesson
 def ccvae() -> list[GalleryItem]:
-    from . import ccvae as cc
+    from vaecourse import ccvae as cc
 
     mnist = cc.CCVAE((1, 28, 28), 10, c_dim=16, s_dim=16, hidden=(256, 128))
     digits = cc.digit_widget(mnist, seed=7)
@@ -177,7 +177,7 @@ def ccvae() -> list[GalleryItem]:
 
 @lesson
 def introvac() -> list[GalleryItem]:
-    from . import introvac as iv
+    from vaecourse import introvac as iv
 
     def vac() -> iv.VAC:
         return iv.face_vac(FACE_ATTRIBUTES, size=32, latent_dim=32, width=16)  # the lesson's cpu size
@@ -195,7 +195,7 @@ def introvac() -> list[GalleryItem]:
 
 @lesson
 def csvae() -> list[GalleryItem]:
-    from . import csvae as cs
+    from vaecourse import csvae as cs
 
     x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 2, (16, 2)).float()
     model = cs.CSVAE((3, 32, 32), 2, z_dim=32, w_dim=2)  # the lesson's size: the backbone of width 32
