@@ -101,7 +101,9 @@ def test_results_are_written_only_by_a_completed_passing_run(tmp_path, monkeypat
 
     monkeypatch.setenv("VAECOURSE_RESULTS", str(tmp_path))
     good = vc.start_lesson("00_test", profile="smoke", device="cpu")
+    capsys.readouterr()
     good.check("a number that passes", 1.0, below=2.0)
+    assert capsys.readouterr().out == ""  # a passing check is listed by finish(), not printed in the lesson's flow
     good.reproduce("final loss", 300.0, 307, "report 004", "z=2")
     assert not list(tmp_path.glob("*.json"))  # nothing until finish()
     good.check("a number that passes", 1.5, below=2.0)  # the cell run again: replaced, not repeated
@@ -111,7 +113,8 @@ def test_results_are_written_only_by_a_completed_passing_run(tmp_path, monkeypat
     saved = json.loads((tmp_path / "00_test.smoke.json").read_text())
     assert saved["completed"] and [c["value"] for c in saved["checks"]] == [1.5]
     assert [r["ours"] for r in saved["reproduction"]] == [301.0, 229.0]
-    assert "1/1 checks passed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1/1 checks passed" in out and "✓ a number that passes: 1.5 (want < 2)" in out
 
     bad = vc.start_lesson("00_test", profile="smoke", device="cpu")
     with pytest.raises(vc.CheckFailed, match="00_test.smoke.failed.json"):

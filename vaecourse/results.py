@@ -190,8 +190,9 @@ class Lesson:
               near: float | None = None, tol: float | None = None) -> None:
         """Check ``value`` against a threshold and record the outcome; raise CheckFailed if it misses.
 
-        Returns nothing: the printed line already names the value, so a notebook cell ending in a check
-        shows no bare, unlabelled number after it. A check of the same name (a cell run again) replaces the
+        Returns nothing, and prints nothing when the check passes: the lesson's text is not interleaved with
+        bookkeeping, and ``finish`` lists every check with its value and bound in one table at the end. A miss
+        prints a ``[FAIL]`` line where it happens. A check of the same name (a cell run again) replaces the
         earlier outcome. A miss writes ``<notebook>.<profile>.failed.json`` (never the passing file).
 
         ``above``/``below`` are strict bounds; ``near`` with ``tol`` is |value − near| ≤ tol.
@@ -218,11 +219,12 @@ class Lesson:
             self.checks[same[0]] = entry
         else:
             self.checks.append(entry)
-        status = "ok  " if ok else "FAIL"
-        print(f"[{status}] {name}: {value:.4g} (want {' and '.join(rule)}, profile {self.profile})")
-        if not ok and checks_are_reported_only():
+        if ok:
+            return
+        print(f"[FAIL] {name}: {value:.4g} (want {' and '.join(rule)}, profile {self.profile})")
+        if checks_are_reported_only():
             print("       (VAECOURSE_CHECKS=report: a rehearsal run goes on past a missed check)")
-        elif not ok:
+        else:
             try:
                 saved = f"this run's results: {shown_path(self.save())}"
             except NotWritableError as err:  # the miss is the news; where to write comes second
@@ -278,7 +280,8 @@ class Lesson:
         return path
 
     def finish(self) -> None:
-        """Mark the run complete, save its results and print a summary with where the results file is.
+        """Mark the run complete, save its results and print a summary with where the results file is, then
+        every check of the run, one line each (✓ or ✗, the value, the bound it had to meet).
 
         Returns nothing, so the notebook's last cell shows that summary and no machine-specific path after it.
         """
@@ -289,6 +292,8 @@ class Lesson:
         custom = f"; overrides {changed}" if changed else ""
         print(f"{self.notebook}: {passed}/{len(self.checks)} checks passed, profile {self.profile}, "
               f"device {self.device}, {self.seconds:.0f} s{custom}; results in {shown_path(path)}")
+        for c in self.checks:
+            print(f"  {'✓' if c['passed'] else '✗'} {c['name']}: {c['value']:.4g} (want {c['rule']})")
 
 
 def _figure_defaults() -> None:
