@@ -323,96 +323,133 @@ LENS = torch.tensor([0.75, 0.88, 1.0])
 FRAMES = ((0.05, 0.05, 0.06), (0.25, 0.12, 0.06), (0.05, 0.05, 0.06), (0.55, 0.1, 0.1))
 
 
-def _render_chunk(attrs: torch.Tensor, factors: torch.Tensor, size: int) -> torch.Tensor:
-    b = attrs.shape[0]
-    col = lambda v: v.view(b, 1, 1)  # noqa: E731  per-face scalar -> broadcastable over pixels
-    c3 = lambda c: c.reshape(-1, 3, 1, 1).expand(b, 3, 1, 1)  # noqa: E731  colour -> broadcastable
-    f = {name: factors[:, i] for i, name in enumerate(FACTOR_NAMES)}
-    glasses, beard, smile = (col((attrs[:, i] > 0.5).float()) for i in range(3))
-    style = hidden_styles(factors)
+class _Face:
+    """What every part of a chunk's faces is drawn from: the canvas, the attributes as (B, 1, 1) 0/1 masks,
+    the factors by name, the hidden styles, and the head's proportions in face-local units (the face is about
+    1.3 units tall, centred at 0; y grows downwards)."""
 
-    scale = 0.78 + 0.22 * f["head_scale"]
-    cx = (f["head_x"] - 0.5) * 0.28
-    cy = 0.02 + (f["head_y"] - 0.5) * 0.16
-    skin = _palette(f["skin_tone"], SKIN)
-    hair = _palette(f["hair_color"], HAIR)
-    bright = 0.2 + 0.7 * f["background_brightness"]
-    bg = 0.55 * bright[:, None] + 0.45 * bright[:, None] * _hue(f["background_hue"])
-    axis = _grid(size)
-    img = (c3(bg) * (1.05 - 0.1 * axis.view(1, 1, size, 1))).expand(b, 3, size, size).contiguous()
-    cv = _Canvas(img, cx, cy, scale)
+    def __init__(self, attrs: torch.Tensor, factors: torch.Tensor, size: int) -> None:
+        self.b = b = attrs.shape[0]
+        self.f = f = {name: factors[:, i] for i, name in enumerate(FACTOR_NAMES)}
+        self.glasses, self.beard, self.smile = (self.col((attrs[:, i] > 0.5).float()) for i in range(3))
+        self.style = hidden_styles(factors)
+        self.skin = _palette(f["skin_tone"], SKIN)
+        self.hair = _palette(f["hair_color"], HAIR)
+        self.fw = self.col(f["face_width"])
+        self.a = 0.40 + 0.14 * self.fw  # face half width
+        scale = 0.78 + 0.22 * f["head_scale"]  # the head's size and position in the picture
+        cx = (f["head_x"] - 0.5) * 0.28
+        cy = 0.02 + (f["head_y"] - 0.5) * 0.16
+        bright = 0.2 + 0.7 * f["background_brightness"]
+        bg = 0.55 * bright[:, None] + 0.45 * bright[:, None] * _hue(f["background_hue"])
+        self.axis = _grid(size)
+        # the background darkens slightly towards the bottom
+        img = (self.c3(bg) * (1.05 - 0.1 * self.axis.view(1, 1, size, 1))).expand(b, 3, size, size).contiguous()
+        self.cv = _Canvas(img, cx, cy, scale)
 
-    fw = col(f["face_width"])
-    a = 0.40 + 0.14 * fw  # face half width (local units; the face is about 1.3 tall)
-    top, bottom = 0.62, 0.70
-    # long hair behind the head, then shoulders in clothes of some hue
+    def col(self, v: torch.Tensor) -> torch.Tensor:
+        """A per-face scalar, broadcastable over pixels."""
+        return v.view(self.b, 1, 1)
+
+    def c3(self, c: torch.Tensor) -> torch.Tensor:
+        """A colour (one or one per face), broadcastable over pixels."""
+        return c.reshape(-1, 3, 1, 1).expand(self.b, 3, 1, 1)
+
+
+def _draw_hair_behind_and_shoulders(fc: _Face) -> None:
+    """Long hair behind the head, then shoulders in clothes of some hue, and the neck."""
+    cv, f, a = fc.cv, fc.f, fc.a
     x, y, win = cv.rows(-0.7, 0.85)
-    hl = -0.05 + 0.85 * col(f["hair_length"])
-    _paint(win, cv.cover(_box(x, y, 0.0, (hl - 0.62) / 2, a + 0.13, (hl + 0.62) / 2, 0.2)), c3(hair * 0.9))
+    hl = -0.05 + 0.85 * fc.col(f["hair_length"])
+    _paint(win, cv.cover(_box(x, y, 0.0, (hl - 0.62) / 2, a + 0.13, (hl + 0.62) / 2, 0.2)), fc.c3(fc.hair * 0.9))
     x, y, win = cv.rows(0.55, 1.6)
     clothes = 0.25 + 0.5 * _hue(f["clothes_hue"]) * (0.4 + 0.6 * f["background_brightness"][:, None])
-    _paint(win, cv.cover(_box(x, y, 0.0, 1.25, 0.75, 0.5, 0.3)), c3(clothes))
-    _paint(win, cv.cover(_box(x, y, 0.0, 0.9, 0.17 + 0.06 * fw, 0.4, 0.05)), c3(skin * 0.82))
-    # ears
+    _paint(win, cv.cover(_box(x, y, 0.0, 1.25, 0.75, 0.5, 0.3)), fc.c3(clothes))
+    _paint(win, cv.cover(_box(x, y, 0.0, 0.9, 0.17 + 0.06 * fc.fw, 0.4, 0.05)), fc.c3(fc.skin * 0.82))
+
+
+def _draw_ears_face_and_facial_hair(fc: _Face) -> None:
+    """Ears, the face (an ellipse, with a squarer jaw for wide faces), then facial hair over its lower part:
+    full beard, goatee or moustache only, the kind from the hidden style (the moustache is drawn with the mouth)."""
+    cv, a, top, bottom = fc.cv, fc.a, 0.62, 0.70
     x, y, win = cv.rows(-0.13, 0.17)
-    _paint(win, cv.cover(_ellipse(x.abs(), y, a, 0.02, 0.08, 0.13)), c3(skin * 0.9))
-    # face: an ellipse, with a squarer jaw for wide faces
+    _paint(win, cv.cover(_ellipse(x.abs(), y, a, 0.02, 0.08, 0.13)), fc.c3(fc.skin * 0.9))
     x, y, win = cv.rows(-0.64, 0.72)
     lower = (y > 0.0).float()
     ell = _ellipse(x, y, 0.0, 0.0, a, top + (bottom - top) * lower)
-    face = ell + (0.6 * fw * lower) * (_box(x, y, 0.0, 0.0, a, bottom, 0.5 * a) - ell)
-    _paint(win, cv.cover(face), c3(skin))
-    # facial hair: full beard, goatee or moustache (the kind from the hidden style)
-    kind = style[:, 1]
-    full = col((kind < 0.4).float()) * beard
-    goatee = col(((kind >= 0.4) & (kind < 0.7)).float()) * beard
-    bcol = c3(hair * 0.55)
-    r0 = int(lower.shape[1] - (y.view(b, -1) > 0.12).sum(1).max())  # rows of this window below y = 0.12
+    face = ell + (0.6 * fc.fw * lower) * (_box(x, y, 0.0, 0.0, a, bottom, 0.5 * a) - ell)
+    _paint(win, cv.cover(face), fc.c3(fc.skin))
+    kind = fc.style[:, 1]
+    full = fc.col((kind < 0.4).float()) * fc.beard
+    goatee = fc.col(((kind >= 0.4) & (kind < 0.7)).float()) * fc.beard
+    r0 = int(lower.shape[1] - (y.view(fc.b, -1) > 0.12).sum(1).max())  # rows of this window below y = 0.12
     sub = slice(max(r0, 0), None)
     xs, ys, ws = x, y[:, sub], win[:, :, sub]
     region = cv.cover(torch.maximum(face[:, sub] - 0.015, 0.16 - ys)) * full
     region = torch.maximum(region, cv.cover(_ellipse(xs, ys, 0.0, 0.5, 0.15, 0.16)) * goatee)
-    _paint(ws, region, bcol)
-    # hair cap: above a hairline that comes down at the temples
-    x, y, win = cv.rows(-0.72, 0.0)
-    xr = x / a
-    cap = torch.maximum(_ellipse(x, y, 0.0, -0.06, a + 0.06, 0.64), (y + 0.34) - 0.22 * xr * xr)
-    _paint(win, cv.cover(cap), c3(hair))
-    # eyes and brows (x mirrored: both eyes at once)
-    ex = (0.14 + 0.09 * col(f["eye_spacing"])) * (a / 0.47)
+    _paint(ws, region, fc.c3(fc.hair * 0.55))
+
+
+def _draw_hair_cap(fc: _Face) -> None:
+    """The hair on top, above a hairline that comes down at the temples."""
+    x, y, win = fc.cv.rows(-0.72, 0.0)
+    xr = x / fc.a
+    cap = torch.maximum(_ellipse(x, y, 0.0, -0.06, fc.a + 0.06, 0.64), (y + 0.34) - 0.22 * xr * xr)
+    _paint(win, fc.cv.cover(cap), fc.c3(fc.hair))
+
+
+def _draw_eyes_and_glasses(fc: _Face) -> None:
+    """Eyes and brows (x mirrored: both eyes at once), then glasses: round or rectangular rims (the frame's shape
+    and colour from the hidden style), bridge and arms, tinted lenses."""
+    cv = fc.cv
+    ex = (0.14 + 0.09 * fc.col(fc.f["eye_spacing"])) * (fc.a / 0.47)
     ey = -0.06
     x, y, win = cv.rows(-0.24, 0.08)
     xa = x.abs() - ex
-    _paint(win, cv.cover(_ellipse(xa, y, 0.0, ey, 0.085, 0.05)), c3(WHITE))
+    _paint(win, cv.cover(_ellipse(xa, y, 0.0, ey, 0.085, 0.05)), fc.c3(WHITE))
     r2 = xa * xa + (y - ey) * (y - ey)
-    _paint(win, cv.cover(torch.sqrt(r2) - 0.042), c3(PUPIL))
-    _paint(win, cv.cover(_box(xa, y, 0.0, -0.18, 0.095, 0.022, 0.02)), c3(hair * 0.75))
-    # glasses: round or rectangular rims, bridge and arms, tinted lenses
-    square = col((style[:, 0] < 0.5).float())
+    _paint(win, cv.cover(torch.sqrt(r2) - 0.042), fc.c3(PUPIL))
+    _paint(win, cv.cover(_box(xa, y, 0.0, -0.18, 0.095, 0.022, 0.02)), fc.c3(fc.hair * 0.75))
+    square = fc.col((fc.style[:, 0] < 0.5).float())
     rnd = torch.sqrt(r2) - 0.135
     shape = rnd + square * (_box(xa, y, 0.0, ey, 0.15, 0.1, 0.04) - rnd)
     rims = shape.abs() - 0.028
-    bar = _box(x, y, 0.0, ey - 0.025, a, 0.018)  # bridge and arms in one bar, hidden inside the lenses
+    bar = _box(x, y, 0.0, ey - 0.025, fc.a, 0.018)  # bridge and arms in one bar, hidden inside the lenses
     frame = torch.minimum(rims, torch.maximum(bar, -shape))
-    _paint(win, cv.cover(shape) * (glasses * 0.3), c3(LENS))
-    _paint(win, cv.cover(frame) * glasses, c3(_palette(style[:, 0], FRAMES)))
-    # nose
+    _paint(win, cv.cover(shape) * (fc.glasses * 0.3), fc.c3(LENS))
+    _paint(win, cv.cover(frame) * fc.glasses, fc.c3(_palette(fc.style[:, 0], FRAMES)))
+
+
+def _draw_nose_and_mouth(fc: _Face) -> None:
+    """The nose; the moustache (any facial hair has one); the mouth: a thin resting line whose curve comes from
+    the hidden style, or an open smile with teeth."""
+    cv = fc.cv
     x, y, win = cv.rows(0.02, 0.2)
-    _paint(win, cv.cover(_ellipse(x, y, 0.0, 0.11, 0.04, 0.08)), c3(skin * 0.82))
-    # moustache, then the mouth: a thin resting line, or an open smile with teeth
+    _paint(win, cv.cover(_ellipse(x, y, 0.0, 0.11, 0.04, 0.08)), fc.c3(fc.skin * 0.82))
     x, y, win = cv.rows(0.14, 0.46)
-    _paint(win, cv.cover(_ellipse(x, y, 0.0, 0.215, 0.19, 0.055)) * beard, bcol)
+    _paint(win, cv.cover(_ellipse(x, y, 0.0, 0.215, 0.19, 0.055)) * fc.beard, fc.c3(fc.hair * 0.55))
     my = 0.33
-    curve = col((style[:, 2] - 0.6) * 1.2)  # resting mouth: slightly down .. slightly up
+    curve = fc.col((fc.style[:, 2] - 0.6) * 1.2)  # resting mouth: slightly down .. slightly up
     x2 = x * x
     line = torch.maximum(((y - my) + curve * x2).abs() - 0.022, x.abs() - 0.13)
     open_mouth = torch.maximum((my - 0.035 + 0.9 * x2) - y, y - (my + 0.09 - 2.4 * x2))
-    lips = c3(skin * 0.55 + torch.tensor([0.25, 0.0, 0.02]))
-    _paint(win, cv.cover(line + smile * (open_mouth - 0.02 - line)), lips)
-    _paint(win, cv.cover(open_mouth + 0.01) * smile, c3(TEETH))
-    # light from one side, then 8-bit levels
-    light = ((f["lighting"] - 0.5) * 0.3).view(b, 1, 1, 1)
-    img.mul_(1.0 + light * axis.view(1, 1, 1, size))
+    lips = fc.c3(fc.skin * 0.55 + torch.tensor([0.25, 0.0, 0.02]))
+    _paint(win, cv.cover(line + fc.smile * (open_mouth - 0.02 - line)), lips)
+    _paint(win, cv.cover(open_mouth + 0.01) * fc.smile, fc.c3(TEETH))
+
+
+def _render_chunk(attrs: torch.Tensor, factors: torch.Tensor, size: int) -> torch.Tensor:
+    """Draw one chunk of faces, back to front (each part paints over what is behind it), light them from one
+    side and round to 8-bit levels: (B, 3, size, size) in [0, 1]."""
+    fc = _Face(attrs, factors, size)
+    _draw_hair_behind_and_shoulders(fc)
+    _draw_ears_face_and_facial_hair(fc)
+    _draw_hair_cap(fc)
+    _draw_eyes_and_glasses(fc)
+    _draw_nose_and_mouth(fc)
+    light = ((fc.f["lighting"] - 0.5) * 0.3).view(fc.b, 1, 1, 1)
+    img = fc.cv.img
+    img.mul_(1.0 + light * fc.axis.view(1, 1, 1, size))
     return img.clamp_(0.0, 1.0).mul_(255.0).round_().div_(255.0)
 
 
