@@ -187,6 +187,36 @@ def _download(root: Path) -> None:
     _raise_if_quota_page(target)
 
 
+def _celeba_folder(root: str | Path | None, download: bool | None) -> Path:
+    """The folder holding CelebA (downloaded into ``root`` or the data folder when allowed), or a clear error."""
+    folder = find_celeba(root)
+    if folder is None:
+        want = network_available() if download is None else download
+        target = Path(root).expanduser() if root else REPO_DATA
+        if want:
+            _download(target)
+            folder = find_celeba(target)
+        if folder is None:
+            looked = "; ".join(str(p) for p in _candidates(root))
+            raise DataNotFoundError(f"CelebA was not found (looked in {looked}) and could not be downloaded "
+                                    f"{'(offline)' if not want else ''}.\n" + MANUAL.format(root=target))
+    return folder
+
+
+def _chosen_rows(labels: np.ndarray, n: int | None, neg_pos_ratio: float | None, seed: int) -> np.ndarray:
+    """Which rows of the split to decode: all, the first ``n``, or (with ``neg_pos_ratio``) images with any of
+    the labels and ``neg_pos_ratio`` times as many without, shuffled with ``seed``."""
+    order = np.arange(len(labels))
+    if neg_pos_ratio is not None:
+        pos = np.flatnonzero(labels.max(1) > 0.5)
+        neg = np.flatnonzero(labels.max(1) <= 0.5)
+        n_pos = len(pos) if n is None else min(len(pos), int(round(n / (1 + neg_pos_ratio))))
+        n_neg = min(len(neg), int(round(n_pos * neg_pos_ratio)))
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(np.concatenate([pos[:n_pos], neg[:n_neg]]))
+    return order if n is None else order[:n]
+
+
 def load_celeba(split: str = "train", root: str | Path | None = None, size: int = 64,
                 attributes: Sequence[str] | None = None, subset: str | None = None, n: int | None = None,
                 neg_pos_ratio: float | None = None, crop: int = DEFAULT_CROP, download: bool | None = None,
@@ -210,17 +240,7 @@ def load_celeba(split: str = "train", root: str | Path | None = None, size: int 
         raise ValueError(f"n must be >= 0, got {n}")
     if neg_pos_ratio is not None and not neg_pos_ratio > 0:
         raise ValueError(f"neg_pos_ratio must be > 0 (IntroVAC uses 2), got {neg_pos_ratio}")
-    folder = find_celeba(root)
-    if folder is None:
-        want = network_available() if download is None else download
-        target = Path(root).expanduser() if root else REPO_DATA
-        if want:
-            _download(target)
-            folder = find_celeba(target)
-        if folder is None:
-            looked = "; ".join(str(p) for p in _candidates(root))
-            raise DataNotFoundError(f"CelebA was not found (looked in {looked}) and could not be downloaded "
-                                    f"{'(offline)' if not want else ''}.\n" + MANUAL.format(root=target))
+    folder = _celeba_folder(root, download)
     files, names, table = _read_attributes(folder / "list_attr_celeba.txt")
     attribute_columns(attributes, table[:1], names)  # unknown names fail before any decoding
     partition = _read_partition(folder / "list_eval_partition.txt")
@@ -228,16 +248,7 @@ def load_celeba(split: str = "train", root: str | Path | None = None, size: int 
     keep = np.array([partition.get(f, -1) == part for f in files])
     files = [f for f, k in zip(files, keep) if k]
     labels = attribute_columns(attributes, table[keep], names)
-    order = np.arange(len(files))
-    if neg_pos_ratio is not None:
-        pos = np.flatnonzero(labels.max(1) > 0.5)
-        neg = np.flatnonzero(labels.max(1) <= 0.5)
-        n_pos = len(pos) if n is None else min(len(pos), int(round(n / (1 + neg_pos_ratio))))
-        n_neg = min(len(neg), int(round(n_pos * neg_pos_ratio)))
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(np.concatenate([pos[:n_pos], neg[:n_neg]]))
-    if n is not None:
-        order = order[:n]
+    order = _chosen_rows(labels, n, neg_pos_ratio, seed)
     img_dir = folder / "img_align_celeba"
     absent = [files[i] for i in order if not (img_dir / files[i]).is_file()]
     if absent:
