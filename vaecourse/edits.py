@@ -89,6 +89,23 @@ def _in_batches(fn: Callable, x: torch.Tensor, labels: torch.Tensor | None, args
 
 
 @torch.no_grad()
+def _check_edit_inputs(oracle: AttributeOracle, attributes: Sequence[str], images: torch.Tensor,
+                       all_labels: torch.Tensor, factors: torch.Tensor,
+                       reconstruct: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor,
+                       trained_on: Sequence[str] | None) -> None:
+    """measure_edits' inputs, each refused with what to pass instead."""
+    check_faces(images, all_labels, factors)
+    if isinstance(reconstruct, torch.Tensor) and reconstruct.shape != images.shape:
+        raise ValueError(f"reconstructions of shape {tuple(reconstruct.shape)} for images of shape "
+                         f"{tuple(images.shape)}: give one reconstruction per image, in the same order")
+    for attribute in attributes:
+        if trained_on is not None:
+            check_attribute(attribute, trained_on)
+    if images.shape[1:] != (3, oracle.size, oracle.size):
+        raise ValueError(f"the oracle reads {oracle.size}x{oracle.size} faces, got {tuple(images.shape[1:])}: "
+                         f"load_oracle({images.shape[-1]}) for this size")
+
+
 def measure_edits(oracle: AttributeOracle, model_name: str, attributes: Sequence[str], images: torch.Tensor,
                   all_labels: torch.Tensor, factors: torch.Tensor, *,
                   reconstruct: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor, edit: EditFn,
@@ -108,16 +125,7 @@ def measure_edits(oracle: AttributeOracle, model_name: str, attributes: Sequence
     ``pass_labels=True`` is for conditional models (a CVAE encodes x with its labels): each callback
     then also gets ``labels=``, the (batch, 3) rows of ``all_labels`` of the faces it is given.
     """
-    check_faces(images, all_labels, factors)
-    if isinstance(reconstruct, torch.Tensor) and reconstruct.shape != images.shape:
-        raise ValueError(f"reconstructions of shape {tuple(reconstruct.shape)} for images of shape "
-                         f"{tuple(images.shape)}: give one reconstruction per image, in the same order")
-    for attribute in attributes:
-        if trained_on is not None:
-            check_attribute(attribute, trained_on)
-    if images.shape[1:] != (3, oracle.size, oracle.size):
-        raise ValueError(f"the oracle reads {oracle.size}x{oracle.size} faces, got {tuple(images.shape[1:])}: "
-                         f"load_oracle({images.shape[-1]}) for this size")
+    _check_edit_inputs(oracle, attributes, images, all_labels, factors, reconstruct, trained_on)
     rows = []
     labels = all_labels.cpu()
     for attribute in attributes:
