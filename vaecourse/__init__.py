@@ -1,10 +1,12 @@
 """vaecourse: the toolbox behind the course's notebooks on variational autoencoders."""
 
 from . import plots, widgets  # so vc.plots / vc.widgets work after `import vaecourse as vc`
+from .checkpoints import load_checkpoint, save_checkpoint
 from .config import PROFILES, ProfileError, by_profile, pick_device, resolve_profile, seed_everything
 from .data import DataNotFoundError, ImageData, available_datasets, load_dataset, train_val_split
+from .history import History, NonFiniteLossError, TrainingInterrupted
 from .results import CheckFailed, Lesson, start_lesson
-from .train import History, NonFiniteLossError, TrainingInterrupted, evaluate, fit, load_checkpoint, save_checkpoint
+from .train import evaluate, fit
 
 __version__ = "0.1.0"
 

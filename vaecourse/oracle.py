@@ -349,7 +349,7 @@ def train_oracle(config: FaceConfig | None = None, *, n_train: int = 20000, n_te
 
 
 def _save(path: Path, oracle: AttributeOracle) -> None:
-    from .train import atomic_torch_save
+    from .checkpoints import atomic_torch_save
 
     state = {k: v.detach().cpu() for k, v in oracle.net.state_dict().items()}
     meta = {k: v for k, v in oracle.meta.items() if k != "trained_now"}

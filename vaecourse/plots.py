@@ -147,3 +147,35 @@ def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+class LiveLossPlot:
+    """A loss plot in the notebook that redraws in place after each epoch (no-op outside IPython)."""
+
+    def __init__(self, keys: bool | Sequence[str] = True):
+        self.keys = None if keys is True else list(keys)
+        self.handle = None
+
+    def update(self, history) -> None:
+        """Redraw from a training History's per-epoch rows."""
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:
+            return
+        if get_ipython() is None:
+            return
+        import matplotlib.pyplot as plt
+
+        keys = self.keys or [k for k in history.epochs[-1] if k not in ("epoch", "seconds", "partial")]
+        fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.4), squeeze=False)
+        for ax, k in zip(axes[0], keys):
+            ax.plot(history.series("epoch"), history.series(k), marker="o")
+            ax.set_title(k)
+            ax.set_xlabel("epoch")
+        fig.tight_layout()
+        if self.handle is None:
+            self.handle = display(fig, display_id=True)
+        else:
+            self.handle.update(fig)
+        plt.close(fig)

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from .checkpoints import readable_by_others
 from .config import (
     NotWritableError,
     by_profile,
@@ -39,7 +40,7 @@ from .config import (
     writable_folder,
 )
 from .data import LOADED
-from .train import readable_by_others, whole_number
+from .train import whole_number
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")

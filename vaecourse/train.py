@@ -19,154 +19,25 @@ from __future__ import annotations
 import contextlib
 import operator
 import os
-import random
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from .batching import check_same_length, iterate
-from .config import NotWritableError
+from .checkpoints import checkpoint_summary, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .history import History, NonFiniteLossError, TrainingInterrupted, close_epoch, drop_partial_epoch
 from .losses import terms_as_floats
+from .plots import LiveLossPlot
 
 Terms = dict[str, torch.Tensor]
-FILE_MODE = 0o666  # new files get this less the umask (0644 under the usual 022), as open() would
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A logged term became NaN or infinite; ``history`` holds everything logged before it."""
-
-    def __init__(self, message: str, history: "History"):
-        super().__init__(message)
-        self.history = history
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Stop was pressed during ``fit``: the model kept its weights, ``history`` what was logged.
-
-    A ``KeyboardInterrupt``, so the notebook cell (and any later training in it) stops.
-    """
-
-    def __init__(self, message: str, history: "History"):
-        super().__init__(message)
-        self.history = history
-
-
-@dataclass
-class History:
-    """Every logged value: ``steps`` (one dict per optimiser step) and ``epochs`` (per-epoch means).
-
-    ``seconds`` is the training time so far, across resumed runs. After a Stop the last row of
-    ``epochs`` is the unfinished epoch (marked ``partial``) and ``resume_state`` says where it stopped.
-    """
-
-    steps: list[dict[str, float]] = field(default_factory=list)
-    epochs: list[dict[str, float]] = field(default_factory=list)
-    interrupted: bool = False
-    seconds: float = 0.0
-    resume_state: dict | None = field(default=None, repr=False, compare=False)
-
-    def series(self, key: str, per: str = "epoch") -> list[float]:
-        """The values of ``key`` per epoch (default) or per step."""
-        rows = self.epochs if per == "epoch" else self.steps
-        if rows and key not in rows[-1]:
-            raise KeyError(f"{key!r} was not logged; logged terms: {', '.join(sorted(rows[-1]))}")
-        return [r[key] for r in rows if key in r]
-
-    def last(self, key: str) -> float:
-        """The last epoch's mean of ``key``."""
-        return self.series(key)[-1]
-
-    def to_dict(self) -> dict:
-        return {"steps": self.steps, "epochs": self.epochs, "interrupted": self.interrupted, "seconds": self.seconds}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "History":
-        return cls(list(d.get("steps", [])), list(d.get("epochs", [])), bool(d.get("interrupted", False)),
-                   float(d.get("seconds", 0.0)))
-
-
-# ----------------------------------------------------------------------------- checkpoints
-def readable_by_others(path: str | Path) -> None:
-    """Give a file made by ``mkstemp`` (0600) the mode ``open()`` would have given it: 0666 less the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, FILE_MODE & ~umask)
-
-
-def atomic_torch_save(obj: object, path: str | Path) -> Path:
-    """torch.save to a temp file in the same folder, then rename: a reader never sees half a file.
-
-    The file is readable by others as the umask allows (a class's shared cache), not mkstemp's 0600; a folder
-    that cannot be written raises :class:`~vaecourse.config.NotWritableError` naming the variables that move it.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise NotWritableError(f"cannot write {path} ({err.strerror or err}): pass a path you can write to, or set "
-                               "VAECOURSE_HOME (the course's data, caches and results) or VAECOURSE_CACHE (the "
-                               "faces oracle's cache) to a folder you can write to") from None
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        readable_by_others(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def save_checkpoint(path: str | Path, model: nn.Module, optimizers: dict[str, torch.optim.Optimizer] | None = None,
-                    history: History | None = None, extra: dict | None = None) -> Path:
-    """Write model, optimisers and history to ``path`` atomically (temp file + rename)."""
-    state = {
-        "model": model.state_dict(),
-        "optimizers": {k: opt.state_dict() for k, opt in (optimizers or {}).items()},
-        "history": (history or History()).to_dict(),
-        "extra": extra or {},
-    }
-    return atomic_torch_save(state, path)
-
-
-def load_checkpoint(path: str | Path, model: nn.Module,
-                    optimizers: dict[str, torch.optim.Optimizer] | None = None) -> tuple[History, dict]:
-    """Load a checkpoint safely (``weights_only=True``) into ``model``; returns (history, extra).
-
-    A checkpoint written for a model of another shape raises a ValueError naming the first
-    mismatching tensor, rather than torch's long list.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; train first, or pass resume=False")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    own = model.state_dict()
-    saved = state["model"]
-    missing = [k for k in own if k not in saved]
-    unexpected = [k for k in saved if k not in own]
-    shape_diff = [(k, tuple(saved[k].shape), tuple(own[k].shape)) for k in own
-                  if k in saved and saved[k].shape != own[k].shape]
-    if missing or unexpected or shape_diff:
-        detail = (f"tensor {shape_diff[0][0]} is {shape_diff[0][1]} there but {shape_diff[0][2]} here" if shape_diff
-                  else f"{len(missing)} tensors missing (e.g. {missing[:1]}), {len(unexpected)} unexpected "
-                       f"(e.g. {unexpected[:1]})")
-        raise ValueError(f"checkpoint {path} holds a model of another shape: {detail}. Build the model with "
-                         "the settings it was trained with (latent size, layers), or delete the file to retrain.")
-    model.load_state_dict(saved)
-    for name, opt in (optimizers or {}).items():
-        if name in state["optimizers"]:
-            opt.load_state_dict(state["optimizers"][name])
-    return History.from_dict(state["history"]), state.get("extra", {})
-# ----------------------------------------------------------------------------- the loop
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return None
@@ -221,47 +92,6 @@ class _StopButton:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def _rng_state(device: torch.device) -> dict:
-    """The global random states a training step may draw from (torch, CUDA, NumPy, Python)."""
-    np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])]}
-    if device.type == "cuda" and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _checkpoint_summary(path: Path) -> str:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        hist = History.from_dict(state.get("history", {}))
-        full = sum(1 for e in hist.epochs if not e.get("partial"))
-        return f"{full} epoch(s), {len(hist.steps)} steps"
-    except Exception as err:  # an unreadable file is still not ours to delete
-        return f"an unreadable file ({type(err).__name__})"
-
-
-def _drop_partial_epoch(history: History) -> list[dict[str, float]]:
-    """Remove the unfinished epoch's row and steps from ``history``; return those steps."""
-    if not history.epochs or not history.epochs[-1].get("partial"):
-        return []
-    row = history.epochs.pop()
-    epoch = int(row["epoch"]) - 1
-    kept = [s for s in history.steps if s.get("epoch") != epoch]
-    dropped = [s for s in history.steps if s.get("epoch") == epoch]
-    history.steps[:] = kept
-    return dropped
-
-
 def fit(model: nn.Module, loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]], Terms] | None,
         tensors: Sequence[torch.Tensor], *, epochs: int, batch_size: int,
         optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3, seed: int = 0,
@@ -292,6 +122,36 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]
     (``check_every``), and at every epoch's end; the error says which step first went bad and whether the
     weights took it.
     """
+    epochs, batch_size, n = _checked_sizes(loss_fn, train_step, tensors, epochs, batch_size, drop_last, resume,
+                                           checkpoint, history)
+    if loss_fn is not None and optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    opts = dict(optimizers or {})
+    if optimizer is not None:
+        opts.setdefault("main", optimizer)
+    settings = {"n": n, "batch_size": batch_size, "drop_last": bool(drop_last), "seed": int(seed)}
+    history, state = _history_to_continue(model, opts, history, checkpoint, resume, overwrite, settings)
+    start = _start_point(history, state, seed, n)
+    if resume or state is not None or start.epoch:
+        print(f"resuming{f' from {checkpoint}' if checkpoint else ''} after {start.epoch} epoch(s)"
+              + (f" and {start.skip} step(s) of epoch {start.epoch + 1}" if start.skip else ""))
+    if start.epoch >= epochs:
+        print(f"already trained for {start.epoch} epoch(s) (asked for {epochs}): nothing to do")
+        model.eval()
+        return history
+    device = tensors[0].device
+    # On a GPU a finiteness check forces a sync; check every step on the CPU, every 20 steps elsewhere.
+    check_every = whole_number("check_every", check_every) if check_every is not None else (
+        1 if device.type == "cpu" else 20)
+    run = _Run(model, tensors, loss_fn, train_step, optimizer, opts, history, checkpoint, settings, check_every)
+    return run.train(start, epochs, _progress_enabled(progress), desc, live_plot, on_epoch_end)
+
+
+def _checked_sizes(loss_fn, train_step, tensors: Sequence[torch.Tensor], epochs: object, batch_size: object,
+                   drop_last: bool, resume: bool, checkpoint: str | Path | None,
+                   history: History | None) -> tuple[int, int, int]:
+    """fit's arguments that would train nothing or not what was meant, refused naming the fix; returns
+    (epochs, batch_size, number of examples)."""
     if (loss_fn is None) == (train_step is None):
         raise ValueError("give exactly one of loss_fn (fit steps the optimiser) or train_step (steps itself)")
     epochs = whole_number("epochs", epochs)
@@ -304,14 +164,18 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]
                          "lower batch_size or pass drop_last=False")
     if resume and checkpoint is None and (history is None or history.resume_state is None):
         raise ValueError("resume=True needs checkpoint= (the file to continue from)")
-    if loss_fn is not None and optimizer is None:
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    opts = dict(optimizers or {})
-    if optimizer is not None:
-        opts.setdefault("main", optimizer)
-    device = tensors[0].device
-    settings = {"n": n, "batch_size": batch_size, "drop_last": bool(drop_last), "seed": int(seed)}
+    return epochs, batch_size, n
 
+
+def _history_to_continue(model: nn.Module, opts: dict[str, torch.optim.Optimizer], history: History | None,
+                         checkpoint: str | Path | None, resume: bool, overwrite: bool,
+                         settings: dict) -> tuple[History, dict | None]:
+    """The history this run extends and the point to resume from (None: the start of its next epoch).
+
+    From ``checkpoint`` with ``resume=True`` (weights and optimisers loaded too), else ``history=`` or a fresh
+    one. An existing checkpoint is never replaced by a fresh run without ``overwrite``, and a resume point
+    saved with other batch settings is refused: it could not repeat the uninterrupted run.
+    """
     history = history if history is not None else History()
     state = history.resume_state
     if checkpoint is not None:
@@ -323,7 +187,7 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]
             history, extra = load_checkpoint(path, model, opts)
             state = extra.get("fit")
         elif path.exists() and not overwrite:
-            raise FileExistsError(f"{path} already holds a training ({_checkpoint_summary(path)}): pass resume=True to "
+            raise FileExistsError(f"{path} already holds a training ({checkpoint_summary(path)}): pass resume=True to "
                                   "continue it, overwrite=True to train from scratch over it, or another path")
     history.interrupted = False
     history.resume_state = None
@@ -333,13 +197,27 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]
             raise ValueError("cannot resume: the checkpoint was trained with " + ", ".join(
                 f"{k}={a!r} (now {b!r})" for k, (a, b) in differ.items()) + "; pass the same settings, or "
                 "overwrite=True to start over")
+    return history, state
 
+
+@dataclass
+class _StartPoint:
+    """Where a run starts: its first epoch, the steps of that epoch already taken (a mid-epoch resume) with their
+    logged terms, and the batch-order generator where an uninterrupted run's would be."""
+
+    epoch: int
+    skip: int
+    partial_steps: list[dict[str, float]]
+    generator: torch.Generator
+
+
+def _start_point(history: History, state: dict | None, seed: int, n: int) -> _StartPoint:
     generator = torch.Generator()
-    partial_steps = _drop_partial_epoch(history)
+    partial_steps = drop_partial_epoch(history)
     if state is not None:  # where it stopped: the epoch's batch order, the step in it, every random state
         first_epoch, skip = int(state["epoch"]), int(state["step_in_epoch"])
         generator.set_state(state["order"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         if len(partial_steps) != skip or len(history.epochs) != first_epoch:
             raise ValueError("the checkpoint's history and its resume point disagree; overwrite=True to start over")
     else:  # an older checkpoint, or none: an unfinished epoch is trained again from its start
@@ -349,132 +227,141 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]
             torch.randperm(n, generator=generator)
         if partial_steps:
             print(f"epoch {first_epoch + 1} was unfinished and is trained again from its start")
-    if resume or state is not None or first_epoch:
-        print(f"resuming{f' from {checkpoint}' if checkpoint else ''} after {first_epoch} epoch(s)"
-              + (f" and {skip} step(s) of epoch {first_epoch + 1}" if skip else ""))
-    if first_epoch >= epochs:
-        print(f"already trained for {first_epoch} epoch(s) (asked for {epochs}): nothing to do")
-        model.eval()
-        return history
+    return _StartPoint(first_epoch, skip, partial_steps, generator)
 
-    steps_per_epoch = (n // batch_size) if drop_last else -(-n // batch_size)
-    # On a GPU a finiteness check forces a sync; check every step on the CPU, every 20 steps elsewhere.
-    check_every = whole_number("check_every", check_every) if check_every is not None else (
-        1 if device.type == "cpu" else 20)
-    bar = _progress(steps_per_epoch * (epochs - first_epoch) - skip, desc, _progress_enabled(progress))
-    plot = LiveLossPlot(live_plot) if live_plot else None
-    start = time.perf_counter() - history.seconds
-    epoch = first_epoch
-    step = len(history.steps) + skip
-    epoch_terms = [{k: torch.tensor(v, device=device) for k, v in s.items() if k not in ("step", "epoch")}
-                   for s in partial_steps] if skip else []
-    epoch_order = generator.get_state()
-    in_step = False  # True while weights may be half-updated
 
-    def resume_state(next_epoch: int, step_in_epoch: int, order: torch.Tensor) -> dict:
-        return {**settings, "epoch": next_epoch, "step_in_epoch": step_in_epoch, "order": order,
-                "rng": _rng_state(device)}
+class _Run:
+    """One call of fit: its loop, and the state a Stop or a NaN must see (the epoch, the global step, this epoch's
+    logged terms, which enter the history at the epoch's end, and whether the weights are mid-update)."""
 
-    def save(state: dict) -> None:
-        history.seconds = time.perf_counter() - start
-        if checkpoint:
-            save_checkpoint(checkpoint, model, opts, history, extra={"fit": state})
+    def __init__(self, model: nn.Module, tensors: Sequence[torch.Tensor], loss_fn, train_step,
+                 optimizer: torch.optim.Optimizer | None, opts: dict[str, torch.optim.Optimizer], history: History,
+                 checkpoint: str | Path | None, settings: dict, check_every: int) -> None:
+        self.model, self.tensors, self.loss_fn, self.train_step = model, tensors, loss_fn, train_step
+        self.optimizer, self.opts, self.history, self.checkpoint = optimizer, opts, history, checkpoint
+        self.settings, self.check_every = settings, check_every
+        self.device = tensors[0].device
+        self.n, self.batch_size, self.drop_last = settings["n"], settings["batch_size"], settings["drop_last"]
+        self.epoch_terms: list[dict[str, torch.Tensor]] = []
+        self.in_step = False  # True while the weights may be half-updated
 
-    try:
-        with _StopButton() as stop:
-            for epoch in range(first_epoch, epochs):
-                model.train()
-                if epoch > first_epoch or not skip:
-                    epoch_terms = []
-                    epoch_order = generator.get_state()
-                order = torch.randperm(n, generator=generator)
-                stop_at = n - (n % batch_size) if drop_last else n
-                checked = len(epoch_terms)
-                for first in range(len(epoch_terms) * batch_size, stop_at, batch_size):
-                    idx = order[first:first + batch_size].to(device, non_blocking=True)
-                    batch = tuple(t[idx] for t in tensors)
-                    in_step = True
-                    if loss_fn is not None:
-                        terms = loss_fn(model, batch)
-                        if "loss" not in terms:
-                            raise KeyError("loss_fn must return a dict with a 'loss' entry (the value to minimise)")
-                    else:
-                        terms = train_step(batch)
-                    epoch_terms.append({k: (v.detach().float().mean() if torch.is_tensor(v)
-                                            else torch.tensor(float(v), device=device)) for k, v in terms.items()})
-                    step += 1
-                    if (step - 1) % check_every == 0:  # before fit's optimiser step: a bad step is not taken
-                        _check_finite(epoch_terms, checked, epoch, step, history, start, device, check_every,
-                                      by_train_step=train_step is not None, before_update=loss_fn is not None)
-                        checked = len(epoch_terms)
-                    if loss_fn is not None:
-                        optimizer.zero_grad(set_to_none=True)
-                        terms["loss"].backward()
-                        optimizer.step()
-                    in_step = False
-                    if bar is not None:
-                        bar.update(1)
-                        # reading values makes a GPU wait: show them only on steps that already waited for the check
-                        if (step - 1) % max(check_every, 10) == 0:
-                            bar.set_postfix({k: f"{float(v):.4g}" for k, v in epoch_terms[-1].items()}, refresh=False)
+    def resume_state(self, next_epoch: int, step_in_epoch: int, order: torch.Tensor) -> dict:
+        return {**self.settings, "epoch": next_epoch, "step_in_epoch": step_in_epoch, "order": order,
+                "rng": rng_state(self.device)}
+
+    def save(self, state: dict) -> None:
+        self.history.seconds = time.perf_counter() - self.started
+        if self.checkpoint:
+            save_checkpoint(self.checkpoint, self.model, self.opts, self.history, extra={"fit": state})
+
+    def check(self, checked: int, before_update: bool) -> None:
+        _check_finite(self.epoch_terms, checked, self.epoch, self.step, self.history, self.started, self.device,
+                      self.check_every, by_train_step=self.train_step is not None, before_update=before_update)
+
+    def take_step(self, batch: tuple[torch.Tensor, ...], checked: int) -> int:
+        """One minibatch: the lesson's terms, logged and checked for NaN/inf *before* fit's optimiser takes them
+        (a train_step has stepped already); returns how many of this epoch's steps are checked."""
+        self.in_step = True
+        if self.loss_fn is not None:
+            terms = self.loss_fn(self.model, batch)
+            if "loss" not in terms:
+                raise KeyError("loss_fn must return a dict with a 'loss' entry (the value to minimise)")
+        else:
+            terms = self.train_step(batch)
+        self.epoch_terms.append({k: (v.detach().float().mean() if torch.is_tensor(v)
+                                     else torch.tensor(float(v), device=self.device)) for k, v in terms.items()})
+        self.step += 1
+        if (self.step - 1) % self.check_every == 0:
+            self.check(checked, before_update=self.loss_fn is not None)
+            checked = len(self.epoch_terms)
+        if self.loss_fn is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            self.optimizer.step()
+        self.in_step = False
+        return checked
+
+    def run_epoch(self, order: torch.Tensor, bar, stop: _StopButton) -> None:
+        """This epoch's remaining minibatches in ``order``, then its terms into the history."""
+        bs = self.batch_size
+        stop_at = self.n - (self.n % bs) if self.drop_last else self.n
+        checked = len(self.epoch_terms)
+        for first in range(len(self.epoch_terms) * bs, stop_at, bs):
+            idx = order[first:first + bs].to(self.device, non_blocking=True)
+            checked = self.take_step(tuple(t[idx] for t in self.tensors), checked)
+            if bar is not None:
+                bar.update(1)
+                # reading values makes a GPU wait: show them only on steps that already waited for the check
+                if (self.step - 1) % max(self.check_every, 10) == 0:
+                    bar.set_postfix({k: f"{float(v):.4g}" for k, v in self.epoch_terms[-1].items()}, refresh=False)
+            if stop.pressed:
+                raise KeyboardInterrupt
+        if checked < len(self.epoch_terms):  # the steps since the last check, before they enter the history
+            self.check(checked, before_update=False)
+        close_epoch(self.history, self.epoch_terms, self.epoch, self.step, self.started)
+        self.epoch_terms = []
+
+    def train(self, start: _StartPoint, epochs: int, progress: bool, desc: str, live_plot: bool | Sequence[str],
+              on_epoch_end: Callable[[int, History], None] | None) -> History:
+        steps_per_epoch = (self.n // self.batch_size) if self.drop_last else -(-self.n // self.batch_size)
+        bar = _progress(steps_per_epoch * (epochs - start.epoch) - start.skip, desc, progress)
+        plot = LiveLossPlot(live_plot) if live_plot else None
+        self.started = time.perf_counter() - self.history.seconds
+        self.epoch, self.step = start.epoch, len(self.history.steps) + start.skip
+        self.epoch_terms = [{k: torch.tensor(v, device=self.device) for k, v in s.items() if k not in ("step", "epoch")}
+                            for s in start.partial_steps] if start.skip else []
+        generator = start.generator
+        epoch_order = generator.get_state()
+        try:
+            with _StopButton() as stop:
+                for self.epoch in range(start.epoch, epochs):
+                    self.model.train()
+                    if self.epoch > start.epoch or not start.skip:
+                        self.epoch_terms = []
+                        epoch_order = generator.get_state()
+                    self.run_epoch(torch.randperm(self.n, generator=generator), bar, stop)
+                    if plot is not None:
+                        plot.update(self.history)
+                    self.save(self.resume_state(self.epoch + 1, 0, generator.get_state()))
+                    if on_epoch_end is not None:
+                        on_epoch_end(self.epoch, self.history)
                     if stop.pressed:
                         raise KeyboardInterrupt
-                if checked < len(epoch_terms):  # the steps since the last check, before they enter the history
-                    _check_finite(epoch_terms, checked, epoch, step, history, start, device, check_every,
-                                  by_train_step=train_step is not None, before_update=False)
-                _close_epoch(history, epoch_terms, epoch, step, start)
-                epoch_terms = []
-                if plot is not None:
-                    plot.update(history)
-                save(resume_state(epoch + 1, 0, generator.get_state()))
-                if on_epoch_end is not None:
-                    on_epoch_end(epoch, history)
-                if stop.pressed:
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt:
+        except KeyboardInterrupt:
+            raise self.stopped(epoch_order, generator, steps_per_epoch) from None
+        finally:
+            if bar is not None:
+                bar.close()
+        self.history.seconds = time.perf_counter() - self.started
+        self.model.eval()
+        return self.history
+
+    def stopped(self, epoch_order: torch.Tensor, generator: torch.Generator,
+                steps_per_epoch: int) -> TrainingInterrupted:
+        """After a Stop: the unfinished epoch's steps kept in the history (marked partial), the point to resume
+        from saved (to the checkpoint when there is one), the model in eval mode; the error that stops the cell."""
+        history, epoch = self.history, self.epoch
         history.interrupted = True
-        done = len(epoch_terms)
+        done = len(self.epoch_terms)
         if len(history.epochs) == epoch:  # stopped inside an epoch: resume at its batch order and step
-            state = resume_state(epoch, done, epoch_order)
-            _close_epoch(history, epoch_terms, epoch, step, start, partial=True)  # its steps stay in the history
+            state = self.resume_state(epoch, done, epoch_order)
+            close_epoch(history, self.epoch_terms, epoch, self.step, self.started, partial=True)
         else:  # stopped between epochs
-            state = resume_state(len(history.epochs), 0, generator.get_state())
+            state = self.resume_state(len(history.epochs), 0, generator.get_state())
         history.resume_state = state
-        save(state)
-        model.eval()
+        self.save(state)
+        self.model.eval()
         where = (f"epoch {epoch + 1}, after step {done} of {steps_per_epoch}" if done
                  else f"after epoch {len(history.epochs)}")
+        checkpoint = self.checkpoint
         msg = (f"Stopped in {where}: the model keeps its weights"
-               + (" (the step in progress was cut short, so they may hold part of it)" if in_step else "")
+               + (" (the step in progress was cut short, so they may hold part of it)" if self.in_step else "")
                + f", the history its {len(history.steps)} logged steps. "
                + (f"Saved to {checkpoint}; to continue from this step, run fit again with resume=True."
                   if checkpoint else "To continue from this step, pass history=err.history (the same model "
                   "and optimiser), or next time give checkpoint='file.pt' and resume with resume=True."))
         print(msg)
-        raise TrainingInterrupted(msg, history) from None
-    finally:
-        if bar is not None:
-            bar.close()
-    history.seconds = time.perf_counter() - start
-    model.eval()
-    return history
-
-
-def _close_epoch(history: History, epoch_terms: list[dict[str, torch.Tensor]], epoch: int, step: int,
-                 start: float, partial: bool = False) -> None:
-    """Move an epoch's stacked step terms to the history (one device sync per epoch)."""
-    if not epoch_terms:
-        return
-    keys = list(epoch_terms[0])
-    stacked = {k: torch.stack([t[k] for t in epoch_terms]).cpu() for k in keys}
-    first = step - len(epoch_terms)
-    for i in range(len(epoch_terms)):
-        history.steps.append({"step": first + i, "epoch": epoch, **{k: float(stacked[k][i]) for k in keys}})
-    row = {"epoch": epoch + 1, **{k: float(stacked[k].mean()) for k in keys},
-           "seconds": time.perf_counter() - start}
-    if partial:
-        row["partial"] = 1.0
-    history.epochs.append(row)
+        return TrainingInterrupted(msg, history)
 
 
 def _check_finite(epoch_terms: list[dict[str, torch.Tensor]], checked: int, epoch: int, step: int,
@@ -509,7 +396,7 @@ def _check_finite(epoch_terms: list[dict[str, torch.Tensor]], checked: int, epoc
                    "before a bad step).")
     history.interrupted = True
     del epoch_terms[first_bad:]
-    _close_epoch(history, epoch_terms, epoch, bad_step, start, partial=True)
+    close_epoch(history, epoch_terms, epoch, bad_step, start, partial=True)
     raise NonFiniteLossError(
         f"non-finite loss at step {bad_step} (epoch {epoch + 1}): {', '.join(bad)} "
         f"{'is' if len(bad) == 1 else 'are'} not finite; terms: "
@@ -541,34 +428,3 @@ def evaluate(model: nn.Module, loss_fn: Callable[[nn.Module, tuple[torch.Tensor,
                 v = v.detach().float()
                 sums[k] = sums.get(k, 0.0) + float(v.sum() if v.dim() else v * batch[0].shape[0])
     return {k: v / n for k, v in sums.items()}
-
-
-class LiveLossPlot:
-    """A loss plot in the notebook that redraws in place after each epoch (no-op outside IPython)."""
-
-    def __init__(self, keys: bool | Sequence[str] = True):
-        self.keys = None if keys is True else list(keys)
-        self.handle = None
-
-    def update(self, history: History) -> None:
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:
-            return
-        if get_ipython() is None:
-            return
-        import matplotlib.pyplot as plt
-
-        keys = self.keys or [k for k in history.epochs[-1] if k not in ("epoch", "seconds", "partial")]
-        fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.4), squeeze=False)
-        for ax, k in zip(axes[0], keys):
-            ax.plot(history.series("epoch"), history.series(k), marker="o")
-            ax.set_title(k)
-            ax.set_xlabel("epoch")
-        fig.tight_layout()
-        if self.handle is None:
-            self.handle = display(fig, display_id=True)
-        else:
-            self.handle.update(fig)
-        plt.close(fig)
