@@ -8,5 +8,6 @@ One module per part of the course; a notebook calls them as ``checks.check_…``
 from .ccvae import *  # noqa: F401,F403  (lesson 05)
 from .common import ExerciseFailed  # noqa: F401
 from .csvae import *  # noqa: F401,F403  (lesson 07)
-from .foundations import *  # noqa: F401,F403  (lessons 01-04b)
+from .elbo import *  # noqa: F401,F403  (lessons 01, 02)
 from .introvac import *  # noqa: F401,F403  (lesson 06)
+from .trade_offs import *  # noqa: F401,F403  (lessons 03, 04, 04b)
