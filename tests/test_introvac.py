@@ -134,6 +134,31 @@ def test_introvac_decoder_step_leaves_encoder_alone_and_trains():
     assert hist.last("acc") > 0.9
 
 
+def test_langevin_takes_the_step_it_is_given():
+    # lesson 06 passes its exercise's step; the same update as the package's gives the same chains
+    model = make(latent=2)
+    seen = []
+
+    def step(z, grad, alpha, noise):
+        seen.append(z.requires_grad)
+        return z - alpha * grad + math.sqrt(2 * alpha) * noise
+
+    a, b = (langevin_sample(model, {"top": 1}, n=8, steps=20, alpha=0.01, step=s,
+                            generator=torch.Generator().manual_seed(0)) for s in (step, None))
+    assert torch.equal(a.z, b.z) and a.energy == b.energy
+    assert len(seen) == 20 and not any(seen), "the step gets detached states, once per step"
+    frozen = langevin_sample(model, {"top": 1}, n=8, steps=5, z0=b.z, step=lambda z, g, alpha, e: z)
+    assert torch.equal(frozen.z, b.z)
+
+
+def test_introvac_step_runs_in_float64():
+    # the prior codes Z_g take the model's dtype (a float64 model is how lesson 06's test compares steps)
+    model = make(fake=True).double()
+    x, y = toy(16)
+    terms = introvac_step(model, introvac_optimizers(model), calibrated_weights(2, 1))((x.double(), y))
+    assert terms["loss"].dtype == torch.float64 and math.isfinite(float(terms["loss"]))
+
+
 def test_langevin_matches_the_exact_conditional():
     model = make(latent=2)
     with torch.no_grad():
@@ -350,7 +375,7 @@ def test_confidences_are_chosen_by_success_minus_leakage(monkeypatch):
         return real(model, confidence, *a, **k)
 
     monkeypatch.setattr(edits_module, "measure_edits", fake_measure)
-    monkeypatch.setattr("vaecourse.introvac.confident_edit_function", spy)
+    monkeypatch.setattr("vaecourse.introvac.latent_edits.confident_edit_function", spy)
     chosen, sweep = choose_confidences(model, None, "m", torch.zeros(4, 3, 32, 32), torch.zeros(4, 3),
                                        torch.zeros(4, 12), grid=(0.9, 0.99, 0.999))
     assert set(chosen.values()) == {0.99} and len(sweep) == 3 * 4  # 0.95 - 0.08 beats 0.65 and 0.79

@@ -1,25 +1,66 @@
-"""Tests for vaecourse.label_sweep: the probe, the face classifier, the sweep's rows and its table."""
+"""Tests for vaecourse.label_sweep and vaecourse.probes: the probe, the classifier, the sweep's rows and table."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vaecourse import label_sweep as ls
+from vaecourse import probes
 from vaecourse.classifier import Classifier
 from vaecourse.faces import load_faces
 
 
 def test_probe_separates_what_is_linearly_separable():
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(200, 5, generator=gen)
+    x = torch.randn(400, 5, generator=gen)
     y = torch.stack([(x[:, 0] > 0), (x[:, 1] - x[:, 2] > 0)], 1).float()
-    probe = ls.fit_probe(x, y, weight_decay=1e-4)
+    acc = probes.probe_accuracy(x[:200], y[:200], x[200:], y[200:], l2=1e-3, standardise=False)
+    assert acc.shape == (2,) and (acc > 0.95).all()
+    # a large penalty shrinks the weights towards zero, and the second label (two small weights) suffers first
+    strong = probes.probe_accuracy(x[:200], y[:200], x[200:], y[200:], l2=1e4, standardise=False)
+    assert strong[1] < acc[1] - 0.1
+
+
+def test_the_sweep_probe_is_the_penalised_logistic_regression_it_was():
+    # the sweep's penalty, weight · ‖W‖² on the mean log-loss over faces × attributes, fitted jointly by L-BFGS,
+    # has the same optimum as probe_accuracy's per attribute with l2 = weight · faces · attributes
+    gen = torch.Generator().manual_seed(1)
+    w_true = torch.randn(8, 3, generator=gen)
+    x = torch.randn(600, 8, dtype=torch.float64, generator=gen)
+    y = ((x @ w_true.double() + torch.randn(600, 3, dtype=torch.float64, generator=gen)) > 0).double()
+    n, weight = 100, 1e-2
+    probe = torch.nn.Linear(8, 3).double()
+    opt = torch.optim.LBFGS(probe.parameters(), max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(probe(x[:n]), y[:n]) + weight * probe.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
     with torch.no_grad():
-        assert ((probe(x) > 0).float() == y).float().mean() > 0.97
-    # a large penalty shrinks the weights towards zero: the fit cannot be free of it
-    strong = ls.fit_probe(x, y, weight_decay=10.0)
-    assert strong.weight.norm() < 0.2 * probe.weight.norm()
+        joint = ((probe(x[n:]) > 0).double() == y[n:]).double().mean(0).numpy()
+    ours = probes.probe_accuracy(x[:n], y[:n], x[n:], y[n:], l2=weight * n * 3, standardise=False)
+    assert abs(ours - joint).max() <= 2 / 500  # the same boundary, up to a face or two on it
+
+
+def test_probe_options_and_the_majority_floor():
+    x, y = np.arange(12.0).reshape(6, 2), np.array([0, 0, 0, 1, 1, 1])
+    assert probes.probe_accuracy(x, y, x, y)[0] == 1.0
+    assert probes.probe_accuracy(x, np.ones(6), x, y)[0] == 0.5       # one value in training: predicted as is
+    assert probes.probe_accuracy(x, y, x, y, max_train=3)[0] == 0.5   # the first three rows are all 0
+    with pytest.raises(ValueError, match="kind"):
+        probes.probe_accuracy(x, y, x, y, kind="tree")
+    with pytest.raises(ValueError, match="l2"):
+        probes.probe_accuracy(x, y, x, y, l2=-1.0)
+    assert probes.probe_accuracy(x, y, x, y, l2=0.0)[0] == 1.0
+    assert probes.majority_rate(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]),
+                                torch.tensor([[1.0, 1.0], [0.0, 1.0]])).tolist() == [0.5, 0.0]
 
 
 def test_face_classifier_has_the_backbone_trunk():

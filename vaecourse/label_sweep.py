@@ -11,8 +11,8 @@ channels and for the same number of optimiser steps:
 - ``"classifier"``: the backbone encoder's trunk and a linear head, trained by cross-entropy on the
   labelled faces alone: what the labels buy without the unlabelled faces;
 - ``"VAE+probe"``: Kingma et al.'s (2014) M1: a VAE trained on every face *without* labels, then a
-  logistic regression per attribute on its posterior means, fitted on the labelled faces alone.
-  The VAE uses no label, so one VAE serves every split.
+  logistic regression per attribute on its posterior means (``vaecourse.probes``), fitted on the
+  labelled faces alone. The VAE uses no label, so one VAE serves every split.
 
 Rows: ``{data, model, fraction, labels, seed, accuracy, per_attribute}``, accuracy in [0, 1] averaged
 over the attributes (each attribute's own is in ``per_attribute``).
@@ -26,13 +26,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from . import ccvae as cc
 from .batching import batched_apply
 from .classifier import Classifier, accuracy, fit_classifier
 from .face_vae import FaceVAE, face_vae_loss
+from .probes import probe_accuracy
 from .train import fit, model_mode
 
 MODELS = ("CCVAE", "CCVAE-report", "classifier", "VAE+probe")
@@ -44,9 +43,10 @@ class SweepSettings:
 
     ``alpha`` multiplies the label terms (log q(y|x) in the paper's bound, the cross-entropy in the
     report's), ``beta`` the KL, as in the lesson's main faces model; ``probe_weight_decay`` is the L2
-    penalty of the VAE+probe's logistic regression on standardised posterior means. The label-free
-    VAE under the probe trains ``vae_steps`` steps at ``vae_width`` (None: ``steps``, ``width``): how
-    well an unsupervised VAE organises its latent depends strongly on how long it trains.
+    penalty of the VAE+probe's logistic regression on standardised posterior means (the weight of ‖w‖²
+    against the mean log-loss over the labelled faces × attributes). The label-free VAE under the probe
+    trains ``vae_steps`` steps at ``vae_width`` (None: ``steps``, ``width``): how well an unsupervised
+    VAE organises its latent depends strongly on how long it trains.
     """
     width: int = 16
     steps: int = 600
@@ -75,8 +75,11 @@ def _epochs(steps: int, n: int, batch_size: int) -> int:
 
 def train_ccvae(form: str, images: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor,
                 unlabelled: torch.Tensor, settings: SweepSettings, seed: int,
-                progress: bool | None = None) -> cc.CCVAE:
-    """A faces CCVAE of ``form`` ("paper" or "report") on the labelled and unlabelled faces of one split."""
+                progress: bool | None = None, paper_terms: Callable | None = None) -> cc.CCVAE:
+    """A faces CCVAE of ``form`` ("paper" or "report") on the labelled and unlabelled faces of one split.
+
+    ``paper_terms`` (None: ``ccvae.paper_supervised_terms``) is the labelled bound the paper's form trains with.
+    """
     n_attr = labels.shape[1]
     torch.manual_seed(seed)
     model = cc.CCVAE(images.shape[1:], n_attr, c_dim=n_attr, s_dim=settings.latent - n_attr, labels="binary",
@@ -89,6 +92,7 @@ def train_ccvae(form: str, images: torch.Tensor, labels: torch.Tensor, labelled:
         sup = {"ce_weight": settings.alpha}
     cc.fit_ccvae(model, images[labelled], labels[labelled], x_u, form=form, beta=settings.beta, epochs=epochs,
                  batch_size=settings.batch_size, seed=seed, sup_kwargs=sup, progress=progress,
+                 sup_terms=paper_terms if form == "paper" else None,
                  desc=f"{form} CCVAE, {len(labelled)} labels")
     return model
 
@@ -129,41 +133,24 @@ def standardised_means(vae: FaceVAE, train: torch.Tensor, test: torch.Tensor) ->
     return (z_train - mean) / std, (z_test - mean) / std
 
 
-def fit_probe(features: torch.Tensor, labels: torch.Tensor, weight_decay: float) -> nn.Linear:
-    """Logistic regression per attribute (one linear layer, L2 ``weight_decay``) by L-BFGS, to convergence.
-
-    ``features`` should be standardised (the penalty then treats every coordinate alike).
-    """
-    probe = nn.Linear(features.shape[1], labels.shape[1]).to(features.device)
-    opt = torch.optim.LBFGS(probe.parameters(), max_iter=500, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(probe(features), labels) + weight_decay * probe.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    return probe
-
-
-def _row(model: str, fraction: float, labelled: torch.Tensor, seed: int, predicted: torch.Tensor,
-         truth: torch.Tensor, attributes: Sequence[str]) -> dict:
-    per = {a: accuracy(predicted[:, i], truth[:, i]) for i, a in enumerate(attributes)}
+def _row(model: str, fraction: float, labelled: torch.Tensor, seed: int, accuracies: Sequence[float],
+         attributes: Sequence[str]) -> dict:
+    per = {a: float(v) for a, v in zip(attributes, accuracies)}
     return {"data": "faces", "model": model, "fraction": fraction, "labels": int(len(labelled)), "seed": seed,
             "accuracy": sum(per.values()) / len(per), "per_attribute": per}
 
 
 def run_sweep(train, test, fractions: Sequence[float], seeds: Sequence[int], settings: SweepSettings,
               models: Sequence[str] = MODELS, extra_seeds_at: float | None = None,
-              only_at: dict[str, Sequence[float]] | None = None, progress: bool | None = None) -> list[dict]:
+              only_at: dict[str, Sequence[float]] | None = None, progress: bool | None = None,
+              paper_terms: Callable | None = None) -> list[dict]:
     """Every model of ``models`` at every fraction with ``seeds[0]``, and at ``extra_seeds_at`` with every seed.
 
     ``only_at`` limits a model to some fractions, with the first seed only (to fit a profile's time:
     ``{"CCVAE-report": [0.01, 1.0]}``). The label-free VAE under the probe is trained once, with
     ``seeds[0]``, and serves every split. ``train``/``test`` are face data sets (``.images``,
-    ``.labels``, ``.classes``). Returns the rows.
+    ``.labels``, ``.classes``). ``paper_terms`` replaces the CCVAE's labelled bound (``fit_ccvae``'s
+    ``sup_terms``; lesson 05 passes the bound written in the notebook). Returns the rows.
     """
     only_at = dict(only_at or {})
     unknown = [m for m in list(models) + list(only_at) if m not in MODELS]
@@ -186,31 +173,38 @@ def run_sweep(train, test, fractions: Sequence[float], seeds: Sequence[int], set
 
     for fraction, seed in runs:
         here = [m for m in models if m not in only_at or (fraction in only_at[m] and seed == seeds[0])]
-        rows += _split_rows(train, test, fraction, seed, settings, here, vae_features, progress)
+        rows += _split_rows(train, test, fraction, seed, settings, here, vae_features, progress, paper_terms)
     return rows
 
 
 def _split_rows(train, test, fraction: float, seed: int, settings: SweepSettings, models: Sequence[str],
-                vae_features: Callable[[], tuple[torch.Tensor, torch.Tensor]], progress: bool | None) -> list[dict]:
+                vae_features: Callable[[], tuple[torch.Tensor, torch.Tensor]], progress: bool | None,
+                paper_terms: Callable | None = None) -> list[dict]:
     """The rows of one label split: each model of ``models`` trained on it and read on the test faces."""
     attributes = list(train.classes)
     labelled, unlabelled = cc.label_split(train.labels, fraction, seed=seed)
     labelled, unlabelled = labelled.to(train.images.device), unlabelled.to(train.images.device)
-    predictions: dict[str, torch.Tensor] = {}
+    accuracies: dict[str, list[float]] = {}
+
+    def read(name: str, predicted: torch.Tensor) -> None:
+        accuracies[name] = [accuracy(predicted[:, i], test.labels[:, i]) for i in range(len(attributes))]
+
     for form, name in (("paper", "CCVAE"), ("report", "CCVAE-report")):
         if name in models:
-            m = train_ccvae(form, train.images, train.labels, labelled, unlabelled, settings, seed, progress)
-            predictions[name] = m.predict(test.images)
+            m = train_ccvae(form, train.images, train.labels, labelled, unlabelled, settings, seed, progress,
+                            paper_terms=paper_terms)
+            read(name, m.predict(test.images))
     if "classifier" in models:
-        clf = train_classifier(train.images, train.labels, labelled, settings, seed, progress)
-        predictions["classifier"] = clf.predict(test.images)
+        read("classifier", train_classifier(train.images, train.labels, labelled, settings, seed, progress)
+             .predict(test.images))
     if "VAE+probe" in models:
         z_train, z_test = vae_features()
-        probe = fit_probe(z_train[labelled], train.labels[labelled], settings.probe_weight_decay)
-        with torch.no_grad():
-            predictions["VAE+probe"] = (probe(z_test) > 0).float()
-    return [_row(name, fraction, labelled, seed, predicted, test.labels, attributes)
-            for name, predicted in predictions.items()]
+        # the penalty is per entry of the mean log-loss over labelled faces × attributes: per attribute and summed
+        # over the faces, as probe_accuracy takes it, that is weight × faces × attributes
+        l2 = settings.probe_weight_decay * len(labelled) * len(attributes)
+        accuracies["VAE+probe"] = list(probe_accuracy(z_train[labelled], train.labels[labelled], z_test, test.labels,
+                                                      l2=l2, standardise=False))
+    return [_row(name, fraction, labelled, seed, acc, attributes) for name, acc in accuracies.items()]
 
 
 def mean_accuracy(rows: Sequence[dict], model: str, fraction: float) -> float:
