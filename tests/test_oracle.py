@@ -206,7 +206,7 @@ def _stub_training(calls):
 
 def test_stale_or_corrupt_cache_is_retrained(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(oracle, "train_oracle", _stub_training(calls))
+    monkeypatch.setattr(oracle.model, "train_oracle", _stub_training(calls))  # load_oracle calls it there
     load_oracle(32, cache=tmp_path, verbose=False)
     load_oracle(32, cache=tmp_path, verbose=False)
     assert len(calls) == 1  # the second call read the cache
