@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from vaecourse import config
 from vaecourse import data as D
 from vaecourse import mnist_offline as M
 
@@ -74,13 +75,13 @@ def test_missing_data_offline_lists_the_ways(monkeypatch, tmp_path):
 
 
 def test_offline_never_probes_the_network(monkeypatch):
-    monkeypatch.setattr(D, "_ONLINE", None)
+    monkeypatch.setattr(config, "_ONLINE", None)
     monkeypatch.setenv("VAECOURSE_OFFLINE", "1")
 
     def boom(*a, **k):
         raise AssertionError("probed the network")
 
-    monkeypatch.setattr(D.socket, "create_connection", boom)
+    monkeypatch.setattr(config.socket, "create_connection", boom)
     assert D.network_available() is False
 
 

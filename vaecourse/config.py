@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -157,3 +159,34 @@ def writable_folder(folder: Path, variable: str) -> Path:
                                f"write to (e.g. `export {variable}=$HOME/vaecourse`, or os.environ[{variable!r}] = ... "
                                "before the lesson starts)") from None
     return folder
+
+
+_ONLINE: bool | None = None
+
+
+def network_available(timeout: float = 1.0) -> bool:
+    """True when a download could work. Never probes in CI or with VAECOURSE_OFFLINE=1.
+
+    The probe runs in a daemon thread so a slow DNS failure (about 4 s on an offline machine)
+    costs at most ``timeout`` seconds, once per process.
+    """
+    global _ONLINE
+    if _ONLINE is not None:
+        return _ONLINE
+    if os.environ.get("CI") or os.environ.get("VAECOURSE_OFFLINE", "") not in ("", "0"):
+        _ONLINE = False
+        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection(("ossci-datasets.s3.amazonaws.com", 443), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout)
+    _ONLINE = bool(result and result[0])
+    return _ONLINE

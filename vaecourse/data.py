@@ -27,8 +27,6 @@ import functools
 import gzip
 import importlib
 import os
-import socket
-import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -38,7 +36,7 @@ import numpy as np
 import torch
 
 from . import mnist_offline
-from .config import data_home, writable_folder
+from .config import data_home, network_available, writable_folder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPO_DATA = data_home()  # the checkout's data/, else $VAECOURSE_HOME/data or the user cache (never site-packages)
@@ -184,38 +182,6 @@ def _from_idx(name: str, split: str, pair: tuple[Path, Path], where: str) -> Ima
     x = torch.from_numpy(images.copy()).float().div_(255.0).unsqueeze(1)
     y = torch.from_numpy(labels.astype(np.int64))
     return ImageData(x, y, name, split, f"{pair[0].parent} ({where})", subset=False, classes=CLASS_NAMES[name])
-
-
-# ----------------------------------------------------------------------------- network
-_ONLINE: bool | None = None
-
-
-def network_available(timeout: float = 1.0) -> bool:
-    """True when a download could work. Never probes in CI or with VAECOURSE_OFFLINE=1.
-
-    The probe runs in a daemon thread so a slow DNS failure (about 4 s on an offline machine)
-    costs at most ``timeout`` seconds, once per process.
-    """
-    global _ONLINE
-    if _ONLINE is not None:
-        return _ONLINE
-    if os.environ.get("CI") or os.environ.get("VAECOURSE_OFFLINE", "") not in ("", "0"):
-        _ONLINE = False
-        return False
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection(("ossci-datasets.s3.amazonaws.com", 443), timeout=timeout).close()
-            result.append(True)
-        except OSError:
-            result.append(False)
-
-    t = threading.Thread(target=probe, daemon=True)
-    t.start()
-    t.join(timeout)
-    _ONLINE = bool(result and result[0])
-    return _ONLINE
 
 
 def _download_torchvision(name: str, split: str, target: Path) -> ImageData:
