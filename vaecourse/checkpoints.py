@@ -90,7 +90,6 @@ def load_checkpoint(path: str | Path, model: nn.Module,
         if name in state["optimizers"]:
             opt.load_state_dict(state["optimizers"][name])
     return History.from_dict(state["history"]), state.get("extra", {})
-# ----------------------------------------------------------------------------- the loop
 
 
 def rng_state(device: torch.device) -> dict:

@@ -222,7 +222,7 @@ class Lesson:
             self.checks.append(entry)
         if ok:
             return
-        print(f"[FAIL] {name}: {value:.4g} (want {' and '.join(rule)}, profile {self.profile})")
+        print(f"[FAIL] {name}: {value:.4g} (want {entry['rule']}, profile {self.profile})")
         if checks_are_reported_only():
             print("       (VAECOURSE_CHECKS=report: a rehearsal run goes on past a missed check)")
         else:

@@ -316,8 +316,7 @@ class _Run:
             with _StopButton() as stop:
                 for self.epoch in range(start.epoch, epochs):
                     self.model.train()
-                    if self.epoch > start.epoch or not start.skip:
-                        self.epoch_terms = []
+                    if self.epoch > start.epoch or not start.skip:  # else: the resumed epoch's own order
                         epoch_order = generator.get_state()
                     self.run_epoch(torch.randperm(self.n, generator=generator), bar, stop)
                     if plot is not None:

@@ -10,16 +10,9 @@ from collections.abc import Callable
 import torch
 
 from ..losses import gaussian_log_density
-from .common import _close, _diagnose, _fail, _grads, _tensor_out
+from .common import _close, _diagnose, _fail, _grads, _pair, _tensor_out
 
 __all__ = ["check_label_weight", "check_log_cond_prior", "check_supervised_loss"]
-
-
-def _pair(name: str, out: object, what: str) -> tuple:
-    if not (isinstance(out, tuple | list) and len(out) == 2):
-        size = f" of length {len(out)}" if hasattr(out, "__len__") else ""
-        _fail(name, f"returned {type(out).__name__}{size}", f"return the two as a pair: return {what}")
-    return tuple(out)
 
 
 def _same_grads(name: str, out: torch.Tensor, inputs: dict[str, torch.Tensor], want: torch.Tensor,

@@ -14,6 +14,14 @@ def _fail(name: str, what: str, hint: str) -> None:
     raise ExerciseFailed(f"{name}: {what}\n  hint: {hint}")
 
 
+def _pair(name: str, out: object, what: str) -> tuple:
+    """``out`` as a pair, or a failed check saying what was returned and what to return (``what``)."""
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        size = f" of length {len(out)}" if hasattr(out, "__len__") else ""
+        _fail(name, f"returned {type(out).__name__}{size}", f"return the pair: return {what}")
+    return tuple(out)
+
+
 def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-8) -> bool:
     return a.shape == b.shape and bool(torch.allclose(a.double(), b.double(), atol=tol, rtol=tol))
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..losses import gaussian_kl, gaussian_kl_between
-from .common import _close, _diagnose, _fail, _grads, _tensor_out
+from .common import _close, _diagnose, _fail, _grads, _pair, _tensor_out
 
 __all__ = ["check_kl_diagonal_gaussians", "check_subspace_prior", "check_adversary_step"]
 
@@ -84,9 +84,8 @@ def _prior_slips(prior, y: torch.Tensor, w_dim: int) -> dict[str, tuple[torch.Te
     }
 
 
-def _pair(name: str, out: object, shape: tuple[int, ...], w_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if not (isinstance(out, tuple | list) and len(out) == 2):
-        _fail(name, f"returned {type(out).__name__}", "return the pair: return mu, logvar")
+def _prior_pair(name: str, out: object, shape: tuple[int, ...], w_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    out = _pair(name, out, "mu, logvar")
     hint = f"one column per coordinate of every subspace: each label repeated w_dim = {w_dim} times"
     return tuple(_tensor_out(name, t, shape, "N × (k·w_dim)", hint) for t in out)
 
@@ -99,7 +98,7 @@ def check_subspace_prior(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -
     prior = SubspacePrior(mean0=-0.5, var0=0.2, mean1=2.0, var1=1.5)  # not the lesson's: every number is distinct
     y = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     for w_dim in (2, 3):
-        mu, logvar = _pair(name, fn(y, w_dim, prior), (3, 2 * w_dim), w_dim)
+        mu, logvar = _prior_pair(name, fn(y, w_dim, prior), (3, 2 * w_dim), w_dim)
         want = prior.params(y, w_dim)
         if not (_close(mu, want[0], 1e-6) and _close(logvar, want[1], 1e-6)):
             slip = next((hint for hint, (m, v) in _prior_slips(prior, y, w_dim).items()

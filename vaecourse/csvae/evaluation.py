@@ -10,12 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import faces
+from .. import faces, probes
 from ..batching import iterate
 from ..losses import (
     binary_labels,
     squared_error,
 )
+from ..probes import majority_rate as majority_rate  # re-exported: lesson 07 calls cs.majority_rate
 from ..train import model_mode
 from .models import (
     CSVAE,
@@ -54,13 +55,6 @@ def reconstruction_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bat
     return float(errors.mean())
 
 
-def majority_rate(y_train: torch.Tensor | np.ndarray, y_test: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Per attribute: the test accuracy of always predicting the training set's majority label (``probes``)."""
-    from .. import probes
-
-    return probes.majority_rate(y_train, y_test)
-
-
 def probe_accuracy(train: torch.Tensor | np.ndarray, y_train: torch.Tensor | np.ndarray,
                    test: torch.Tensor | np.ndarray, y_test: torch.Tensor | np.ndarray, kind: str = "linear",
                    seed: int = 0, max_train: int = 3000) -> np.ndarray:
@@ -70,8 +64,6 @@ def probe_accuracy(train: torch.Tensor | np.ndarray, y_train: torch.Tensor | np.
     the adversary that was trained with it. At most ``max_train`` training rows are used (speed); the
     logistic regression has scikit-learn's default penalty (``vaecourse.probes.probe_accuracy``).
     """
-    from .. import probes
-
     return probes.probe_accuracy(train, y_train, test, y_test, kind, seed, max_train=max_train)
 
 
