@@ -128,6 +128,21 @@ def test_label_split_is_stratified_and_disjoint():
         cc.label_split(y, 0.0)
 
 
+def test_ccvae_builds_the_model_of_its_label_kind():
+    cat = cc.CCVAE((1, 6, 6), 4, 2, 2, hidden=(8,))
+    binary = cc.CCVAE((1, 6, 6), 3, 3, 2, labels="binary", hidden=(8,))
+    assert type(cat) is cc.CategoricalCCVAE and type(binary) is cc.BinaryCCVAE
+    assert isinstance(binary, cc.CCVAE) and (cat.labels, binary.labels) == ("categorical", "binary")
+    assert type(cc.BinaryCCVAE((1, 6, 6), 3, 3, 2, hidden=(8,))) is cc.BinaryCCVAE  # built directly too
+    # only the label parts differ: a softmax layer against one weight and bias per attribute
+    assert hasattr(cat, "classifier") and not hasattr(binary, "classifier")
+    assert binary.clf_weight.shape == (3,) and cat.prior_mu.shape == (4, 2) and binary.prior_mu.shape == (3, 2)
+    with pytest.raises(ValueError, match="labels='categorical'"):
+        cc.BinaryCCVAE((1, 6, 6), 3, 3, 2, labels="categorical")
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        cc.CCVAE((1, 6, 6), 1, 2, 2)
+
+
 def test_bad_inputs_name_the_fix():
     with pytest.raises(ValueError, match="c_dim=3"):
         cc.CCVAE((1, 6, 6), 3, 2, 2, labels="binary")

@@ -81,6 +81,20 @@ def test_subsets_and_neg_pos_ratio():
     assert picked.classes == ["smile", "glasses"]
 
 
+def test_also_label_adds_columns_without_changing_the_draw():
+    ef = load_faces("train", n=400, subset="eyefacial", neg_pos_ratio=1)
+    more = load_faces("train", n=400, subset="eyefacial", neg_pos_ratio=1, also_label=["smile"])
+    assert more.classes == ["glasses", "facial_hair", "smile"]
+    assert torch.equal(more.images, ef.images) and torch.equal(more.labels[:, :2], ef.labels)
+    # the three columns are every attribute in ATTRIBUTES' order: re-rendering from them gives the same faces
+    assert torch.equal(render_faces(more.labels, more.factors, 32), more.images)
+    assert 0.3 < float(more.labels[:, 2].mean()) < 0.7  # smile is drawn independently, about half the faces
+    with pytest.raises(ValueError, match="repeats"):
+        load_faces("train", n=10, subset="eyefacial", also_label=["glasses"])
+    with pytest.raises(ValueError, match="lists of names"):
+        load_faces("train", n=10, subset="eyefacial", also_label="smile")
+
+
 def test_ground_truth_edit_changes_only_the_attribute_region():
     attrs, factors = sample_split(FaceConfig(), "test", 64)
     attrs[:, 0] = 0

@@ -300,13 +300,16 @@ def _balanced(config: FaceConfig, split: str, n: int, columns: list[int],
 def load_faces(split: str = "train", root: str | Path | None = None, size: int = 32, subset: str | None = None,
                n: int | None = None, seed: int = 0, neg_pos_ratio: float | None = None,
                attributes: Sequence[str] | None = None, rates: Mapping[str, float] | None = None,
-               correlations: Mapping | None = None, config: FaceConfig | None = None) -> ImageData:
+               correlations: Mapping | None = None, config: FaceConfig | None = None,
+               also_label: Sequence[str] = ()) -> ImageData:
     """One split of the procedural faces as tensors (drawn in memory; ``root`` is accepted and unused).
 
     ``subset`` is one of IntroVAC's ``eye`` / ``facial`` / ``eyefacial`` (which labels are kept);
     ``neg_pos_ratio=2`` draws two faces without the label(s) for each face with one, as IntroVAC
     does. ``attributes`` picks label columns by name; ``rates`` / ``correlations`` override the
-    defaults (or pass a whole ``config``).
+    defaults (or pass a whole ``config``). ``also_label`` appends further label columns without
+    changing which faces are drawn (e.g. a subset's faces with their smile too, for a classifier
+    that should learn to leave smile alone).
     """
     check_split(split)
     if config is None:
@@ -323,9 +326,12 @@ def load_faces(split: str = "train", root: str | Path | None = None, size: int =
             raise ValueError(f"subset={subset!r} keeps {SUBSETS[subset]}; do not also pass attributes={attributes!r}")
         attributes = SUBSETS[subset]
     names = list(ATTRIBUTES if attributes is None else attributes)
-    if isinstance(attributes, str):
-        raise ValueError("attributes must be a list of names, e.g. ['glasses']")
+    if isinstance(attributes, str) or isinstance(also_label, str):
+        raise ValueError("attributes and also_label must be lists of names, e.g. ['glasses']")
     columns = [attribute_index(a) for a in names]
+    extra = [attribute_index(a) for a in also_label]
+    if set(extra) & set(columns) or len(set(extra)) != len(extra):
+        raise ValueError(f"also_label={list(also_label)} repeats a label already kept ({', '.join(names)})")
     count = config.split_size(split) if n is None else int(n)
     if count < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -340,7 +346,8 @@ def load_faces(split: str = "train", root: str | Path | None = None, size: int =
     ratio = f", negatives:positives {neg_pos_ratio:g}:1" if neg_pos_ratio else ""
     source = (f"procedural faces v{FACES_VERSION}, drawn in memory (seed {config.seed}, {config.size}x{config.size}"
               f"{ratio}, config {config.key()})")
-    return ImageData(images, attrs[:, columns].clone(), tag, split, source, subset=False, classes=names,
+    return ImageData(images, attrs[:, columns + extra].clone(), tag, split, source, subset=False,
+                     classes=names + list(also_label),
                      factors=factors, factor_names=list(FACTOR_NAMES))
 
 

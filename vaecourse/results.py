@@ -211,7 +211,7 @@ class Lesson:
             if tol is None:
                 raise ValueError("near= needs tol=")
             ok &= abs(value - near) <= tol
-            rule.append(f"within {tol:g} of {near:g}")
+            rule.append(f"within {tol:.3g} of {near:.3g}")  # a tolerance from standard errors has many digits
         if not rule:
             raise ValueError("check needs above=, below= or near= with tol=")
         entry = {"name": name, "value": value, "rule": " and ".join(rule), "passed": bool(ok)}

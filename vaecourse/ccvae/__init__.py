@@ -37,7 +37,7 @@ from .evaluation import (
     reconstruction_error,
     set_characteristic,
 )
-from .model import CCVAE, LABEL_KINDS, NET_KINDS
+from .model import CCVAE, LABEL_KINDS, NET_KINDS, BinaryCCVAE, CategoricalCCVAE
 from .objectives import (
     FORMS,
     log_qy_given_x,
@@ -53,6 +53,8 @@ __all__ = [
     "LABEL_KINDS",
     "NET_KINDS",
     "CCVAE",
+    "BinaryCCVAE",
+    "CategoricalCCVAE",
     "report_supervised_terms",
     "report_unsupervised_terms",
     "log_qy_given_x",

@@ -120,10 +120,7 @@ def paper_unsupervised_terms(model: CCVAE, x: torch.Tensor, beta: float = 1.0) -
     log_pzs = gaussian_log_density(zs, torch.zeros_like(zs), torch.zeros_like(zs))
     lg = model.logits(zc)
     log_p_zc, log_py = model.mixture_components(zc)  # N × K, or N × A × 2 (yᵢ = 0, 1)
-    if model.labels == "categorical":
-        log_q = F.log_softmax(lg, 1)
-    else:
-        log_q = torch.stack([F.logsigmoid(-lg), F.logsigmoid(lg)], -1)
+    log_q = model.label_log_probs(lg)                 # log q(y|z_c) for every y, shaped like log p(z_c|y)
     kl_y = (log_q.exp() * (log_q - log_p_zc - log_py)).flatten(1).sum(1)  # E_q(y|z_c) over every y, exactly
     kl = log_qz - log_pzs + kl_y
     return {"loss": rec + beta * kl, "rec": rec, "kl": kl, "entropy": model.label_entropy(lg)}

@@ -96,8 +96,7 @@ def fit_ccvae(model: CCVAE, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Ten
         loss.backward()
         opt.step()
         with torch.no_grad():
-            lg = model.logits(model.split(model.encode(xs)[0])[0])
-            pred = lg.argmax(1) if model.labels == "categorical" else (lg > 0).float()
+            pred = model.hard_labels(model.logits(model.split(model.encode(xs)[0])[0]))
             acc = (pred == ys).float().mean()
         return {"loss": loss.detach(), **terms, "acc_l": acc}
 
