@@ -98,3 +98,24 @@ def test_equivalent_c():
     assert fv.equivalent_c(30.0, kl_weight=3.0) == pytest.approx(0.05)
     with pytest.raises(ValueError):
         fv.equivalent_c(0.0)
+
+
+@pytest.mark.parametrize("kind, shape", [("mlp", (1, 8, 8)), ("conv", (1, 28, 28)), ("face", (3, 32, 32))])
+def test_one_builder_makes_every_lesson_net(kind, shape):
+    from vaecourse.nets import build_decoder, build_encoder
+
+    enc = build_encoder(shape, 5, kind, hidden=(16,), channels=(4, 8, 4), width=4)
+    torch.manual_seed(0)
+    dec = build_decoder(shape, 5, kind, hidden=(16,), channels=(4, 8, 4), width=4, logits=True)
+    torch.manual_seed(0)
+    dec_means = build_decoder(shape, 5, kind, hidden=(16,), channels=(4, 8, 4), width=4)
+    mu, logvar = enc(torch.rand(2, *shape))
+    assert mu.shape == logvar.shape == (2, 5)
+    out = dec(mu)
+    assert out.shape == (2, *shape)
+    # the same weights with and without the last sigmoid: logits=True only leaves it out
+    assert torch.allclose(torch.sigmoid(out), dec_means(mu), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown net kind"):
+        build_encoder(shape, 5, "resnet")
+    with pytest.raises(ValueError, match="square RGB"):
+        build_decoder((1, 28, 28), 5, "face")

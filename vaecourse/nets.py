@@ -181,20 +181,61 @@ class VAE(nn.Module):
         return self.decoder(z)
 
 
+NET_KINDS = ("mlp", "conv", "face")
+DEFAULT_HIDDEN = (300, 100, 20)   # the MLPs of lessons 02-03 (report 000's text)
+DEFAULT_CHANNELS = (32, 64, 32)
+
+
+def _check_kind(kind: str, image_shape: Sequence[int]) -> None:
+    if kind not in NET_KINDS:
+        raise ValueError(f"unknown net kind {kind!r}; choose one of {', '.join(NET_KINDS)}")
+    shape = tuple(image_shape)
+    if kind == "face" and (len(shape) != 3 or shape[0] != 3 or shape[1] != shape[2]):
+        raise ValueError(f"the faces backbone takes square RGB faces (3, size, size), got {shape}; "
+                         "use kind='mlp' or 'conv' for other images")
+
+
+def build_encoder(image_shape: Sequence[int], latent_dim: int, kind: str = "mlp", *,
+                  hidden: Sequence[int] = DEFAULT_HIDDEN, channels: Sequence[int] = DEFAULT_CHANNELS,
+                  width: int = 32) -> nn.Module:
+    """q(z|x)'s net, x → (μ, log σ²): the course's one place to choose an encoder.
+
+    ``kind`` "mlp" (layers ``hidden``), "conv" (``channels``) or "face" (the faces backbone of
+    ``vaecourse.face_vae``, first level ``width`` channels). Every lesson's model builds its nets here.
+    """
+    _check_kind(kind, image_shape)
+    if kind == "mlp":
+        return MLPEncoder(image_shape, latent_dim, tuple(hidden))
+    if kind == "conv":
+        return ConvEncoder(image_shape, latent_dim, tuple(channels))
+    from .face_vae import FaceEncoder  # face_vae builds on this module: imported when asked for
+
+    return FaceEncoder(image_shape[-1], latent_dim, width)
+
+
+def build_decoder(image_shape: Sequence[int], latent_dim: int, kind: str = "mlp", *,
+                  hidden: Sequence[int] = DEFAULT_HIDDEN, channels: Sequence[int] = DEFAULT_CHANNELS,
+                  width: int = 32, logits: bool = False) -> nn.Module:
+    """p(x|z)'s net, z → images, mirroring :func:`build_encoder` of the same arguments (``hidden`` is the
+    encoder's layer sizes; the decoder runs through them backwards). ``logits=True`` leaves out the last sigmoid."""
+    _check_kind(kind, image_shape)
+    if kind == "mlp":
+        return MLPDecoder(image_shape, latent_dim, tuple(hidden)[::-1], logits=logits)
+    if kind == "conv":
+        return ConvDecoder(image_shape, latent_dim, tuple(channels), logits=logits)
+    from .face_vae import FaceDecoder
+
+    return FaceDecoder(image_shape[-1], latent_dim, width, logits=logits)
+
+
 def make_vae(image_shape: Sequence[int], latent_dim: int, kind: str = "mlp", variational: bool = True,
              logits: bool = False, **kwargs) -> VAE:
     """An MLP or conv VAE (or AE with ``variational=False``) for images of ``image_shape``."""
     from .train import whole_number
 
     latent_dim = whole_number("latent_dim", latent_dim)  # 2.5 or "2" named here, not deep inside torch
-    if kind == "mlp":
-        hidden = tuple(kwargs.get("hidden", (300, 100, 20)))
-        enc = MLPEncoder(image_shape, latent_dim, hidden)
-        dec = MLPDecoder(image_shape, latent_dim, hidden[::-1], logits=logits)
-    elif kind == "conv":
-        channels = tuple(kwargs.get("channels", (32, 64, 32)))
-        enc = ConvEncoder(image_shape, latent_dim, channels)
-        dec = ConvDecoder(image_shape, latent_dim, channels, logits=logits)
-    else:
+    if kind not in ("mlp", "conv"):
         raise ValueError(f"unknown net kind {kind!r}; choose 'mlp' or 'conv'")
+    enc = build_encoder(image_shape, latent_dim, kind, **kwargs)
+    dec = build_decoder(image_shape, latent_dim, kind, logits=logits, **kwargs)
     return VAE(enc, dec, variational=variational)

@@ -26,6 +26,7 @@ The lesson's baselines and judges are ``vaecourse.classifier.Classifier``s; ``di
 ``face_widget`` are its live controls.
 """
 
+from ..nets import NET_KINDS
 from .evaluation import (
     class_interpolation,
     conditional_generation_accuracy,
@@ -37,7 +38,7 @@ from .evaluation import (
     reconstruction_error,
     set_characteristic,
 )
-from .model import CCVAE, LABEL_KINDS, NET_KINDS, BinaryCCVAE, CategoricalCCVAE
+from .model import CCVAE, LABEL_KINDS, BinaryCCVAE, CategoricalCCVAE
 from .objectives import (
     FORMS,
     log_qy_given_x,

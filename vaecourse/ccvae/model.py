@@ -16,35 +16,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..batching import batched_apply
-from ..face_vae import FaceDecoder, FaceEncoder, GaussianLikelihood, check_c
+from ..face_vae import GaussianLikelihood, check_c
 from ..losses import (
     bernoulli_entropy,
     bernoulli_nll,
     categorical_entropy,
 )
-from ..nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from ..nets import build_decoder, build_encoder
 from ..train import model_mode
 
 LABEL_KINDS = ("categorical", "binary")
-NET_KINDS = ("mlp", "conv", "face")
-
-
-def _nets(image_shape: Sequence[int], latent_dim: int, kind: str, hidden: Sequence[int],
-          channels: Sequence[int], width: int) -> tuple[nn.Module, nn.Module]:
-    """Encoder and logit decoder: the course's MLPs or convs, or the faces backbone (``vaecourse.face_vae``)."""
-    if kind == "mlp":
-        return (MLPEncoder(image_shape, latent_dim, hidden),
-                MLPDecoder(image_shape, latent_dim, tuple(hidden)[::-1], logits=True))
-    if kind == "conv":
-        return (ConvEncoder(image_shape, latent_dim, channels),
-                ConvDecoder(image_shape, latent_dim, channels, logits=True))
-    if kind == "face":
-        if len(image_shape) != 3 or image_shape[0] != 3 or image_shape[1] != image_shape[2]:
-            raise ValueError(f"the faces backbone takes square RGB faces (3, size, size), got {tuple(image_shape)}; "
-                             "use kind='mlp' or 'conv' for other images")
-        size = image_shape[-1]
-        return FaceEncoder(size, latent_dim, width), FaceDecoder(size, latent_dim, width, logits=True)
-    raise ValueError(f"unknown net kind {kind!r}; choose one of {', '.join(NET_KINDS)}")
 
 
 class CCVAE(nn.Module):
@@ -85,7 +66,9 @@ class CCVAE(nn.Module):
         self.n_labels, self.c_dim, self.s_dim = n_labels, c_dim, s_dim
         self.latent_dim = c_dim + s_dim
         self.kind = kind
-        self.encoder, self.decoder = _nets(image_shape, self.latent_dim, kind, hidden, channels, width)
+        nets = {"hidden": hidden, "channels": channels, "width": width}
+        self.encoder = build_encoder(image_shape, self.latent_dim, kind, **nets)
+        self.decoder = build_decoder(image_shape, self.latent_dim, kind, logits=True, **nets)
         self.likelihood = None if likelihood == "bernoulli" else GaussianLikelihood(check_c(likelihood))
         self._build_label_parts()
 

@@ -8,7 +8,6 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..losses import (
     gaussian_kl,

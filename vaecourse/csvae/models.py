@@ -10,13 +10,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..face_vae import FaceDecoder, FaceEncoder, GaussianLikelihood
+from ..face_vae import FaceEncoder, GaussianLikelihood
 from ..faces import SIZES
 from ..losses import (
     binary_labels,
     reparameterize,
 )
-from ..nets import MLPDecoder, check_images, variance_to_logvar
+from ..nets import build_decoder, check_images, variance_to_logvar
 
 Terms = dict[str, torch.Tensor]
 LABELS_FIX = "pass data.labels[:, columns] for the attributes the model was built for"  # advice on a wrong shape
@@ -57,8 +57,8 @@ def make_decoder(data_shape: Sequence[int], latent_dim: int, hidden: Sequence[in
     """p(x|latent)'s mean: a linear-output MLP for vectors (standardised data), the face backbone's decoder."""
     shape = _check_shape(data_shape)
     if len(shape) == 1:
-        return MLPDecoder(shape, latent_dim, tuple(hidden)[::-1], logits=True)
-    return FaceDecoder(shape[1], latent_dim, width)
+        return build_decoder(shape, latent_dim, "mlp", hidden=hidden, logits=True)
+    return build_decoder(shape, latent_dim, "face", width=width)
 
 
 class Adversary(nn.Module):
