@@ -273,8 +273,10 @@ def test_binary_form_and_plain_classifier_learn_attributes():
     clf = Classifier((1, 6, 6), 2, binary=True, hidden=(32,), activation="elu")
     fit_classifier(clf, x, y, epochs=10, batch_size=64, lr=3e-3, progress=False)
     assert accuracy(clf.predict(x), y) > 0.9
-    imgs = m.sample_conditional(y[:5])
-    assert imgs.shape == (5, 1, 6, 6) and float(imgs.min()) >= 0.0 and float(imgs.max()) <= 1.0
+    imgs = m.sample_conditional(y[:200], generator=torch.Generator().manual_seed(1))
+    assert imgs.shape == (200, 1, 6, 6)
+    # conditional samples carry the asked attributes: the model's own classifier reads them back
+    assert accuracy(m.predict(imgs), y[:200]) > 0.85
 
 
 def test_measures_count_what_the_judge_reads():
