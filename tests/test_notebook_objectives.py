@@ -68,7 +68,7 @@ def assert_same(ours, theirs, what: str) -> None:
     assert set(t_a) == set(t_b), f"{what}: the notebook returns {sorted(t_a)}, the package {sorted(t_b)}"
     for key in t_a:
         assert torch.allclose(t_a[key], t_b[key], rtol=TOL, atol=TOL), \
-            f"{what}: {key} is {float(t_a[key])} in the notebook, {float(t_b[key])} in the package"
+            f"{what}: {key} is {t_a[key].tolist()} in the notebook, {t_b[key].tolist()} in the package"
     assert float(g_b.norm()) > 0, f"{what}: the package's gradient is zero, nothing is compared"
     assert torch.allclose(g_a, g_b, rtol=1e-10, atol=TOL), \
         f"{what}: gradients differ (max {float((g_a - g_b).abs().max()):.3g})"

@@ -11,12 +11,10 @@ import math
 
 import pytest
 import torch
-from test_notebook_objectives import notebook_objective
+from test_notebook_objectives import assert_same, notebook_objective, terms_and_gradient
 
 from vaecourse import ccvae as cc
 from vaecourse import checks
-
-TOL = 1e-12
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +38,12 @@ def faces_model(likelihood="optimal", seed: int = 0):
 
 
 def run(model, fn, x, y, noise_seed=7, **kw):
-    """The terms of one evaluation (its noise from ``noise_seed``) and the gradient of the mean loss."""
-    model.train()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(noise_seed)
-        terms = fn(model, x, y, **kw)
-    grads = torch.autograd.grad(terms["loss"].mean(), list(model.parameters()), allow_unused=True)
-    flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                      for g, p in zip(grads, model.parameters())])
-    return {k: v.detach() for k, v in terms.items()}, flat
+    """``terms_and_gradient`` of a bound that returns one loss per example: its mean is the loss differentiated."""
+    def terms_fn(m):
+        terms = fn(m, x, y, **kw)
+        return {**terms, "loss": terms["loss"].mean(), "loss_per_example": terms["loss"]}
+
+    return terms_and_gradient(model, terms_fn, training=True, noise_seed=noise_seed)
 
 
 @pytest.mark.parametrize("likelihood", ["optimal", "bernoulli"])
@@ -62,13 +57,8 @@ def test_the_notebook_bound_is_the_package_one(ns, likelihood, settings):
     for b, r in zip(model.buffers(), running):   # the calibrated c's running mean moves once per call
         b.copy_(r)
     theirs, g_theirs = run(model, cc.paper_supervised_terms, x, y, **settings)
-    assert set(ours) == set(theirs)
-    for key in ours:
-        assert torch.allclose(ours[key], theirs[key], rtol=TOL, atol=TOL), \
-            f"{key}: {ours[key].tolist()} in the notebook, {theirs[key].tolist()} in the package"
-    assert float(g_theirs.norm()) > 0
-    assert torch.allclose(g_ours, g_theirs, rtol=1e-10, atol=TOL), \
-        f"gradients differ by {(g_ours - g_theirs).abs().max()}"
+    assert_same((ours, g_ours), (theirs, g_theirs),
+                f"05 supervised_bound vs ccvae.paper_supervised_terms ({likelihood})")
     assert all(torch.equal(a, b) for a, b in zip(after_ours, model.buffers()))
 
 
