@@ -49,7 +49,7 @@ from .fixed_points import (
     update,
 )
 from .pictures import beta_frame, beta_widget, data_canvas, partition_image, point_colors, resize_nearest
-from .rate import RateSplit, binary_kl, gaussian_log_density, mixture_log_density, rate_split
+from .rate import RateSplit, binary_kl, mixture_log_density, pairwise_gaussian_log_density, rate_split
 
 __all__ = [
     "LatentGrid",
@@ -80,7 +80,7 @@ __all__ = [
     "random_partition_labels",
     "partition_decoder",
     "elbo",
-    "gaussian_log_density",
+    "pairwise_gaussian_log_density",
     "mixture_log_density",
     "RateSplit",
     "rate_split",

@@ -21,8 +21,11 @@ def _gaussian_encoders(mu: np.ndarray, log_var: np.ndarray) -> tuple[np.ndarray,
     return mu, log_var
 
 
-def gaussian_log_density(z: np.ndarray, mu: np.ndarray, log_var: np.ndarray) -> np.ndarray:
-    """log N(z; μ, diag exp(log_var)) for every row of z (N×d) and every encoder (n×d): an N×n array."""
+def pairwise_gaussian_log_density(z: np.ndarray, mu: np.ndarray, log_var: np.ndarray) -> np.ndarray:
+    """log N(z; μ, diag exp(log_var)) for every row of z (N×d) against every encoder (n×d): an N×n array.
+
+    NumPy and pairwise; ``losses.gaussian_log_density`` is the torch one, row by row (one density per example).
+    """
     mu, log_var = _gaussian_encoders(mu, log_var)
     z = np.atleast_2d(np.asarray(z, dtype=np.float64))
     diff2 = (z[:, None, :] - mu[None, :, :]) ** 2
@@ -31,7 +34,7 @@ def gaussian_log_density(z: np.ndarray, mu: np.ndarray, log_var: np.ndarray) -> 
 
 def mixture_log_density(z: np.ndarray, mu: np.ndarray, log_var: np.ndarray) -> np.ndarray:
     """log q̄(z), q̄ = (1/n)·Σᵢ N(μᵢ, diag exp(log_varᵢ)): the aggregate posterior of n equally weighted data points."""
-    lq = gaussian_log_density(z, mu, log_var)
+    lq = pairwise_gaussian_log_density(z, mu, log_var)
     return _logsumexp(lq, axis=1)[:, 0] - np.log(lq.shape[1])
 
 
@@ -84,7 +87,7 @@ def rate_split(mu: np.ndarray, log_var: np.ndarray, *, samples_per_point: int = 
     n, d = mu.shape
     rng = np.random.default_rng(seed)
     z = mu[:, None, :] + np.exp(0.5 * log_var)[:, None, :] * rng.standard_normal((n, samples_per_point, d))
-    lq = gaussian_log_density(z.reshape(-1, d), mu, log_var).reshape(n, samples_per_point, n)
+    lq = pairwise_gaussian_log_density(z.reshape(-1, d), mu, log_var).reshape(n, samples_per_point, n)
     own = lq[np.arange(n), :, np.arange(n)]                                   # log q(z|xᵢ) at xᵢ's own draws, n×m
     log_marginal = _logsumexp(lq, axis=2)[..., 0] - np.log(n)                 # log q̄(z), n×m
     log_prior = -0.5 * (np.log(2 * np.pi) * d + (z ** 2).sum(-1))             # log π(z), n×m
