@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..losses import gaussian_kl
 from .common import _close, _diagnose, _fail, _grads, _tensor_out
 
 __all__ = ["check_vac_terms", "check_edit_along", "check_langevin_step"]
@@ -30,7 +31,7 @@ def _vac_inputs() -> dict[str, torch.Tensor]:
 def _vac_slips(which: str, a: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The usual wrong answers for one of the three terms, each with the hint that names it."""
     err, mu, lv, lo, y = a["x"] - a["x_hat"], a["mu"], a["logvar"], a["logits"], a["y"]
-    kl = 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).sum(1)
+    kl = gaussian_kl(mu, lv)
     return {
         "l1": {"you summed |x − x̂| over the pixels: L_AE is the mean per pixel (β_AE = 100 is set for a mean)":
                err.abs().flatten(1).sum(1),
@@ -57,7 +58,7 @@ def check_vac_terms(fn: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Te
     per = ("one per image", "one value per image: the objective takes the batch means, do not average here")
     want = {"l1": (a["x"] - a["x_hat"]).abs().flatten(1).mean(1),
             "bce": F.binary_cross_entropy_with_logits(a["logits"], a["y"], reduction="none"),
-            "kl": 0.5 * (a["mu"].pow(2) + a["logvar"].exp() - 1 - a["logvar"]).sum(1)}
+            "kl": gaussian_kl(a["mu"], a["logvar"])}
     shapes = {"l1": ((3,), *per), "kl": ((3,), *per),
               "bce": ((3, 2), "images × attributes", "one value per image and attribute: the paper averages them, "
                                                     "the calibrated loss sums them, so do neither here")}
