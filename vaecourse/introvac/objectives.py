@@ -24,11 +24,6 @@ def l1_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return (x - x_hat).abs().flatten(1).mean(1)
 
 
-def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(q(z|x) ‖ N(0, I)) divided by the latent size, per example: the scale β_reg = 3 was set for."""
-    return gaussian_kl(mu, logvar) / mu.shape[1]
-
-
 def with_real_column(y: torch.Tensor, value: float = 0.0) -> torch.Tensor:
     """Append the fake-logit target (0 = real, 1 = fake) to attribute labels."""
     return torch.cat([y, torch.full_like(y[:, :1], value)], dim=1)
