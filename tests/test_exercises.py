@@ -170,7 +170,6 @@ WRONG = [  # (lesson, exercise, name, wrong answer, what the message must say); 
 ]
 
 
-
 @pytest.mark.parametrize("stem, number, name, wrong, says", WRONG, ids=[f"{w[0][:3]}-{w[1]}-{w[4]}" for w in WRONG])
 def test_the_notebooks_checks_catch_a_wrong_answer(stem, number, name, wrong, says):
     namespace = _teacher_namespace(stem, number)

@@ -73,7 +73,10 @@ class CCVAE(nn.Module):
         self._build_label_parts()
 
     def _build_label_parts(self) -> None:
-        """The conditional prior's parameters, the classifier and p(y): each label kind its own."""
+        """The conditional prior's parameters, the classifier and p(y). Each label kind builds its own and
+        provides the methods that read them: ``set_label_prior``, ``check_labels``, ``cond_prior``, ``logits``,
+        ``log_qy``, ``label_entropy``, ``log_prior_y``, ``mixture_components``, ``log_marginal_prior_c``,
+        ``label_log_probs`` and ``hard_labels``."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shared pieces
@@ -98,22 +101,6 @@ class CCVAE(nn.Module):
             raise ValueError(f"the decoder takes latents of shape N×{self.latent_dim} (z_c then z_\\c), "
                              f"got {tuple(z.shape)}")
         return torch.sigmoid(self.decoder(z))
-
-    def log_qy(self, zc: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """log q(y|z_c) per example."""
-        raise NotImplementedError
-
-    def log_marginal_prior_c(self, zc: torch.Tensor) -> torch.Tensor:
-        """log p(z_c) = log Σ_y p(z_c|y) p(y): the mixture prior that unlabelled data see."""
-        raise NotImplementedError
-
-    def label_log_probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """log q(y|z_c) for every value of y, shaped like ``mixture_components``' log p(z_c|y)."""
-        raise NotImplementedError
-
-    def hard_labels(self, logits: torch.Tensor) -> torch.Tensor:
-        """The classifier's decision from its logits: class indices, or 0/1 attributes."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ use
     @torch.no_grad()
