@@ -167,6 +167,24 @@ def test_paper_weight_is_a_fixed_c_and_the_default_is_calibrated():
     assert float(t["c"]) == pytest.approx(float((x - t["out"]["x_hat"]).pow(2).mean()), rel=1e-5)
 
 
+def test_scaled_weights_train_as_a_larger_decoder_variance():
+    """Weights.scaled(k) at variance c gives k times the gradient of the paper's weights at variance k·c."""
+    x, y = torch.rand(6, 3), torch.randint(0, 2, (6, 2)).float()
+    k, c = 4.0, 0.01
+    grads = []
+    for weights, variance, factor in [(cs.Weights().scaled(k), c, 1.0), (cs.Weights(), k * c, k)]:
+        torch.manual_seed(0)
+        model = cs.CSVAE((3,), 2, 4, 2, c=variance)
+        torch.manual_seed(1)  # the same reparameterisation noise for both
+        (factor * cs.csvae_terms(model, x, y, weights)["loss"]).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.vae_parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+    scaled = cs.Weights().scaled(k)
+    assert (scaled.kl_w, scaled.kl_z, scaled.adv_enc, scaled.adv) == (4.0, 0.8, 40.0, 1.0)
+    with pytest.raises(ValueError, match="positive"):
+        cs.Weights().scaled(0.0)
+
+
 def test_bad_shapes_and_weights_name_the_fix():
     with pytest.raises(ValueError, match=r"\(3, S, S\).*size=32 or 64"):
         cs.CSVAE((3, 28, 28), 2)

@@ -55,6 +55,19 @@ class Weights:
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"weight {name} must be a non-negative number, got {v}")
 
+    def scaled(self, factor: float) -> Weights:
+        """The same objective at a decoder variance ``factor`` times larger: β₂, β₃ and β₄ times ``factor``.
+
+        −log N(x; x̂, k·c) is −log N(x; x̂, c) divided by k (plus a constant), so multiplying every term beside
+        the reconstruction by k trains the model with variance k·c, up to an overall scale that Adam ignores.
+        The paper balanced its weights against c = 0.025; a calibrated c near 0.0015 makes the reconstruction
+        about 17 times heavier, and ``scaled`` gives the other terms back part of that weight. ``adv`` (the
+        adversary's own loss, a separate objective) is unchanged.
+        """
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"factor must be a positive number, got {factor}")
+        return Weights(kl_w=self.kl_w * factor, kl_z=self.kl_z * factor, adv_enc=self.adv_enc * factor, adv=self.adv)
+
 
 def _reconstruction(model: _LabelledVAE, x: torch.Tensor, x_hat: torch.Tensor) -> Terms:
     """−log p(x|·) per example with the model's c, and the squared error beside it (for the logs)."""
