@@ -65,6 +65,9 @@ def test_doing_nothing_succeeds_only_where_it_is_free(oracle, test_faces):
                 assert r["n"] == group
                 assert r["success"] < 0.08, r  # the crisp face keeps what it has (the oracle misses ~5 % of beards)
                 assert r["attribute_leakage"] < 0.02, r
+                flips = r["attribute_flips"]  # per other attribute; attribute_leakage is their mean
+                assert set(flips) == {a for a in faces.ATTRIBUTES if a != attr}, flips
+                assert sum(flips.values()) / len(flips) == pytest.approx(r["attribute_leakage"], abs=1e-6)
             truth = edits.row(rows, "identity", attr, direction, "ground_truth")
             assert truth["success"] > 0.9, truth  # the oracle's recall bound (>= 90 % per attribute; facial hair ~95 %)
             assert truth["attribute_leakage"] < 0.05, truth

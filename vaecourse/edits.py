@@ -36,7 +36,9 @@ from .oracle import AttributeOracle, edit_metrics
 
 DIRECTIONS = ("add", "remove")
 METHODS = ("edit", "random", "none", "ground_truth")
-ROW_KEYS = ("model", "attribute", "direction", "method", "n", "success", "attribute_leakage", "factor_leakage")
+ROW_KEYS = ("model", "attribute", "direction", "method", "n", "success", "attribute_leakage", "attribute_flips",
+            "factor_leakage")  # attribute_flips: {other attribute: share of faces whose reading changed}; their mean is
+#                              attribute_leakage, which can hide one attribute that flips often
 
 # edit(images, attribute, direction) -> edited images, and likewise for the random-direction baseline
 EditFn = Callable[[torch.Tensor, str, str], torch.Tensor]
@@ -77,6 +79,7 @@ def _row(model: str, attribute: str, direction: str, method: str, n: int, m: dic
     return {"model": model, "attribute": attribute, "direction": direction, "method": method, "n": int(n),
             "success": float(m["success_rate"]) if n else float("nan"),
             "attribute_leakage": float(m.get("attribute_leakage", float("nan"))) if n else float("nan"),
+            "attribute_flips": {k: float(v) for k, v in m.get("attribute_flips", {}).items()} if n else {},
             "factor_leakage": float(m.get("factor_leakage", float("nan"))) if n else float("nan")}
 
 
