@@ -36,9 +36,10 @@ from .oracle import AttributeOracle, edit_metrics
 
 DIRECTIONS = ("add", "remove")
 METHODS = ("edit", "random", "none", "ground_truth")
+# attribute_flips: {other attribute: share of faces whose reading changed}; attribute_leakage is their mean, which
+# can hide one attribute that flips often
 ROW_KEYS = ("model", "attribute", "direction", "method", "n", "success", "attribute_leakage", "attribute_flips",
-            "factor_leakage")  # attribute_flips: {other attribute: share of faces whose reading changed}; their mean is
-#                              attribute_leakage, which can hide one attribute that flips often
+            "factor_leakage")
 
 # edit(images, attribute, direction) -> edited images, and likewise for the random-direction baseline
 EditFn = Callable[[torch.Tensor, str, str], torch.Tensor]
