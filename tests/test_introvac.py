@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vaecourse import fit
-from vaecourse.face_vae import FaceDecoder, FaceEncoder
+from vaecourse.face_vae import FaceDecoder, FaceEncoder, GaussianLikelihood
 from vaecourse.introvac import (
     PAPER_BETAS,
     VAC,
@@ -258,6 +258,26 @@ def test_calibrated_weights_keep_the_papers_ratios_to_the_kl():
         Calibrated(cl=1.0, g=-1.0, ec=0.0)
     with pytest.raises(ValueError, match="β_AE and β_reg"):
         laplace_scale(Betas(ae=0.0), 3072, 32)
+
+
+def test_scaled_calibrated_weights_train_as_a_larger_decoder_variance():
+    """Calibrated.scaled(k) at variance c gives k times the gradient of the unscaled weights at variance k·c."""
+    x, y = toy()
+    k = 4.0
+    w = Calibrated(cl=2.0, g=3.0, ec=0.5, kl=1.5)
+    grads = []
+    for weights, c_factor, factor in [(w.scaled(k), 1.0, 1.0), (w, k, k)]:
+        model = make(latent=3)
+        model.likelihood = GaussianLikelihood(0.01 * c_factor)
+        torch.manual_seed(1)  # the same reparameterisation noise for both
+        (factor * vac_loss(weights)(model, (x[:16], y[:16]))["loss"]).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+    s = w.scaled(k)
+    assert (s.cl, s.g, s.ec, s.kl) == (8.0, 12.0, 2.0, 6.0)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="positive"):
+            w.scaled(bad)
 
 
 def test_calibrated_objective_is_the_elbo_with_the_sigma_vae_c():

@@ -58,6 +58,19 @@ class Calibrated:
         if bad:
             raise ValueError(f"the weights must be finite and non-negative, got {bad}")
 
+    def scaled(self, factor: float) -> Calibrated:
+        """The same objective at a decoder variance ``factor`` times larger: every weight times ``factor``.
+
+        −log N(x; x̂, k·c) is −log N(x; x̂, c)/k plus a constant, so multiplying the KL, classifier and
+        adversarial weights by k trains the model as a Gaussian decoder of variance k·c (up to an overall
+        scale that Adam ignores): lesson 03's β = k in another form. The paper balanced its β's against a
+        Laplace decoder far wider than the calibrated c; the factor gives the other terms back part of
+        the weight that calibrating took from them.
+        """
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"factor must be a positive number, got {factor}")
+        return Calibrated(cl=self.cl * factor, g=self.g * factor, ec=self.ec * factor, kl=self.kl * factor)
+
 
 Weights = Betas | Calibrated
 
