@@ -28,6 +28,7 @@ from vaecourse.introvac import (
     langevin_sample,
     langevin_widget,
     laplace_scale,
+    reread_accepts,
     vac_loss,
     vac_terms,
 )
@@ -182,6 +183,26 @@ def test_langevin_matches_the_exact_conditional():
     z = torch.zeros(1, 2)
     u = energy(model, z, torch.ones(1), torch.ones(1))
     assert abs(float(u.detach()) - math.log1p(math.e)) < 1e-5
+
+
+def test_reread_accepts_reads_the_drawn_image_back():
+    x, y, model = trained_toy_vac()
+    z = torch.randn(40, 3, generator=torch.Generator().manual_seed(3)) * 2
+    with torch.no_grad():
+        reread = model.class_logits(model.encode(model.decode(z))[0])[:, 0] > 0
+        latent = model.class_logits(z)[:, 0] > 0
+    assert torch.equal(reread_accepts(model, z, {"top": 1}, batch_size=7), reread)
+    assert torch.equal(reread_accepts(model, z, [0.0]), ~reread)
+    # the re-read is a different test from the latent classifier's: on this toy they disagree on some codes
+    assert bool((reread != latent).any())
+    # a code far along -w is drawn without the attribute and read back so
+    w = model.classifier.weight[0].detach()
+    far = (-4 * w / w.norm())[None]
+    assert not bool(reread_accepts(model, far, {"top": 1})[0]) and bool(reread_accepts(model, far, {"top": 0})[0])
+    model.train()  # read in eval mode (posterior means), then handed back in the mode it came in
+    assert torch.equal(reread_accepts(model, z, {"top": 1}), reread) and model.training
+    with pytest.raises(ValueError, match="0 or 1"):
+        reread_accepts(model, z, [0.5])
 
 
 def test_introspective_copy_keeps_attribute_logits():

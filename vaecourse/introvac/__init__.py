@@ -7,7 +7,8 @@ VAC. A VAE whose latent z also predicts binary attributes through a *linear* cla
 C(z) = σ(Wz + b). Each row wₐ of W is normal to the hyperplane that separates "has attribute a"
 from "has not", so moving a code along wₐ/‖wₐ‖ by ±δ adds or removes the attribute
 (:meth:`VAC.edit_latent`, :func:`confident_deltas`, :func:`edit_function`), and Langevin dynamics
-on U(z) = −log p_w(y|z) − log p(z) draws codes of a chosen class (:func:`langevin_sample`).
+on U(z) = −log p_w(y|z) − log p(z) draws codes of a chosen class (:func:`langevin_sample`);
+:func:`reread_accepts` keeps those whose decoded image the model itself still reads as of that class.
 
 IntroVAC. One extra "fake" logit turns encoder + classifier into a discriminator: they learn to
 call reconstructions (decoded from detached latents) and prior samples fake, while the decoder
@@ -25,7 +26,7 @@ The faces models are built on the course's backbone (:func:`face_vac`: ``face_va
 BatchNorm, so real and generated batches never share batch statistics).
 """
 
-from .langevin import LangevinResult, energy, langevin_sample
+from .langevin import LangevinResult, energy, in_class, langevin_sample, reread_accepts, target_and_mask
 from .latent_edits import (
     CONFIDENCE_GRID,
     choose_confidences,
@@ -88,6 +89,9 @@ __all__ = [
     "LangevinResult",
     "energy",
     "langevin_sample",
+    "reread_accepts",
+    "target_and_mask",
+    "in_class",
     "first_plain_face",
     "edit_widget",
     "langevin_widget",

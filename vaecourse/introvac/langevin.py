@@ -50,19 +50,7 @@ def langevin_sample(model: VAC, target: dict[str | int, int] | Sequence[float] |
     if steps < 0 or alpha <= 0:
         raise ValueError(f"need steps ≥ 0 and a positive step size alpha, got steps={steps}, alpha={alpha}")
     device = model.classifier.weight.device
-    y = torch.zeros(model.n_attributes, device=device)
-    mask = torch.zeros(model.n_attributes, device=device)
-    if isinstance(target, dict):
-        for k, v in target.items():
-            i = model.attribute_index(k)
-            y[i], mask[i] = float(v), 1.0
-    else:
-        y = torch.as_tensor(target, dtype=torch.float32, device=device).reshape(-1)
-        if y.numel() != model.n_attributes:
-            raise ValueError(f"target needs one value per attribute ({model.n_attributes}), got {y.numel()}")
-        mask = torch.ones_like(y)
-    if not bool(((y == 0) | (y == 1)).all()):
-        raise ValueError(f"target values must be 0 or 1, got {y.tolist()}")
+    y, mask = target_and_mask(model, target)
     z = torch.randn(n, model.latent_dim, generator=generator).to(device) if z0 is None else z0.detach().to(device)
     trace = []
     noise_scale = math.sqrt(2 * alpha)
@@ -77,6 +65,47 @@ def langevin_sample(model: VAC, target: dict[str | int, int] | Sequence[float] |
             trace.append(u.detach().mean())
     z = z.detach()
     with torch.no_grad():
-        pred = (model.class_logits(z) > 0).float()
-        accepted = ((pred == y) | (mask == 0)).all(dim=1)
+        accepted = in_class(model.class_logits(z), y, mask)
     return LangevinResult(z, accepted, torch.stack(trace).tolist() if trace else [])
+
+
+def target_and_mask(model: VAC, target: dict[str | int, int] | Sequence[float] | torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, mask) over the model's attributes: a dict name→0/1 conditions on those attributes only (mask 0 elsewhere)."""
+    device = model.classifier.weight.device
+    y = torch.zeros(model.n_attributes, device=device)
+    mask = torch.zeros(model.n_attributes, device=device)
+    if isinstance(target, dict):
+        for k, v in target.items():
+            i = model.attribute_index(k)
+            y[i], mask[i] = float(v), 1.0
+    else:
+        y = torch.as_tensor(target, dtype=torch.float32, device=device).reshape(-1)
+        if y.numel() != model.n_attributes:
+            raise ValueError(f"target needs one value per attribute ({model.n_attributes}), got {y.numel()}")
+        mask = torch.ones_like(y)
+    if not bool(((y == 0) | (y == 1)).all()):
+        raise ValueError(f"target values must be 0 or 1, got {y.tolist()}")
+    return y, mask
+
+
+def in_class(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per row: does every conditioned attribute's logit fall on the side of its target (logit > 0 means 1)?"""
+    return (((logits > 0).float() == y) | (mask == 0)).all(dim=1)
+
+
+@torch.no_grad()
+def reread_accepts(model: VAC, z: torch.Tensor, target: dict[str | int, int] | Sequence[float] | torch.Tensor,
+                   batch_size: int = 256) -> torch.Tensor:
+    """Which codes the model still puts in the class after drawing them: decode, encode the image, classify.
+
+    The paper's rejection asks the latent classifier about z itself; a decoder can draw a code from the
+    class without the attribute (the code fools its own classifier). Reading the drawn image back through
+    the encoder (posterior mean) and the classifier asks the model about what it drew instead: an
+    introspective second test that uses no outside judge.
+    """
+    y, mask = target_and_mask(model, target)
+    with model_mode(model, training=False):
+        logits = torch.cat([model.class_logits(model.encode(model.decode(zb))[0])
+                            for zb in z.to(y.device).split(batch_size)])
+    return in_class(logits, y, mask)
