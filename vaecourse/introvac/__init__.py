@@ -26,7 +26,7 @@ The faces models are built on the course's backbone (:func:`face_vac`: ``face_va
 BatchNorm, so real and generated batches never share batch statistics).
 """
 
-from .langevin import LangevinResult, energy, in_class, langevin_sample, reread_accepts, target_and_mask
+from .langevin import LangevinResult, energy, langevin_sample, reread_accepts
 from .latent_edits import (
     CONFIDENCE_GRID,
     choose_confidences,
@@ -90,8 +90,6 @@ __all__ = [
     "energy",
     "langevin_sample",
     "reread_accepts",
-    "target_and_mask",
-    "in_class",
     "first_plain_face",
     "edit_widget",
     "langevin_widget",
