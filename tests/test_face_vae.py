@@ -24,6 +24,31 @@ def test_shapes_at_both_sizes(size):
     assert cond(x, torch.ones(3, 2))[0].shape == (3, 5)
 
 
+def test_channels_last_convs_compute_what_the_usual_layout_computes(monkeypatch):
+    """The backbone's convs run channels-last for speed; callers see the same numbers and an NCHW tensor."""
+    torch.manual_seed(0)
+    vae = fv.FaceVAE(32, 8, 8)
+    x = torch.rand(5, 3, 32, 32)
+    mu, logvar = vae.encode(x)
+    x_hat = vae.decode(mu)
+    assert vae.encoder.trunk[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert x_hat.is_contiguous()  # the usual layout: .view() and friends work on it
+    x_hat.sum().backward()
+    grads = [p.grad.clone() for p in vae.parameters()]
+    monkeypatch.setattr(fv, "CONV_LAYOUT", torch.contiguous_format)
+    plain = fv.FaceVAE(32, 8, 8)
+    plain.load_state_dict(vae.state_dict())
+    assert plain.encoder.trunk[0].weight.is_contiguous()
+    mu2, logvar2 = plain.encode(x)
+    x_hat2 = plain.decode(mu2)
+    x_hat2.sum().backward()
+    torch.testing.assert_close(mu2, mu, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(logvar2, logvar, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(x_hat2, x_hat, rtol=1e-4, atol=1e-5)
+    for g2, g in zip((p.grad for p in plain.parameters()), grads):
+        torch.testing.assert_close(g2, g, rtol=1e-3, atol=1e-5)
+
+
 def test_bad_input_names_the_fix():
     m = fv.FaceVAE(32, latent_dim=8, width=4)
     with pytest.raises(ValueError, match="N×3×32×32"):

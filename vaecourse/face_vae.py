@@ -36,6 +36,10 @@ from .nets import VAEOutput, check_images
 
 Terms = dict[str, torch.Tensor]
 C_KINDS = ("optimal", "learned")
+# The convolutions run on channels-last tensors: on a 2-core CPU a training step of the backbone (32 px, width 32,
+# batch 64) takes 62 ms instead of 76 ms with two threads and 101 instead of 119 with one (benchmarks/face_backbone.py).
+# Inputs and outputs keep the usual (N, C, H, W) layout; only the conv stacks see the other one.
+CONV_LAYOUT = torch.channels_last
 MIN_C = 1e-6  # a floor for the calibrated c: an exact reconstruction would otherwise divide by zero
 
 
@@ -66,14 +70,14 @@ class FaceEncoder(nn.Module):
         for c in face_channels(size, width):
             layers += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
             c_in = c
-        self.trunk = nn.Sequential(*layers, nn.Flatten())
+        self.trunk = nn.Sequential(*layers, nn.Flatten()).to(memory_format=CONV_LAYOUT)
         self.feature_dim = c_in * 4 * 4
         self.head = nn.Linear(self.feature_dim + cond_dim, 2 * latent_dim)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's flattened 4×4 feature map (N, feature_dim): for models with heads of their own."""
         check_images(x, self.image_shape, "the face encoder")
-        return self.trunk(x)
+        return self.trunk(x.contiguous(memory_format=CONV_LAYOUT))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(x)
@@ -104,12 +108,13 @@ class FaceDecoder(nn.Module):
         for c_in, c_out in zip(chans, chans[1:] + [chans[-1]]):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
         layers.append(nn.Conv2d(chans[-1], 3, 3, padding=1))
-        self.body = nn.Sequential(*layers)
+        self.body = nn.Sequential(*layers).to(memory_format=CONV_LAYOUT)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"the face decoder takes latents of shape N×{self.latent_dim}, got {tuple(z.shape)}")
-        out = self.body(F.leaky_relu(self.fc(z), 0.2).view(-1, *self.start_shape))
+        h = F.leaky_relu(self.fc(z), 0.2).view(-1, *self.start_shape)
+        out = self.body(h.contiguous(memory_format=CONV_LAYOUT)).contiguous()  # callers get the usual NCHW layout
         return out if self.logits else torch.sigmoid(out)
 
 
