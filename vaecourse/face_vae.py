@@ -36,8 +36,8 @@ from .nets import VAEOutput, check_images
 
 Terms = dict[str, torch.Tensor]
 C_KINDS = ("optimal", "learned")
-# The convolutions run on channels-last tensors: on a 2-core CPU a training step of the backbone (32 px, width 32,
-# batch 64) takes 62 ms instead of 76 ms with two threads and 101 instead of 119 with one (benchmarks/face_backbone.py).
+# The convolutions run on channels-last tensors: on a 2-core CPU with two torch threads the backbone (32 px, width 32,
+# batch 64) trains at 16.0 steps/s instead of 12.1; with one thread both give 8.4 (benchmarks/bench_face_vae.py).
 # Inputs and outputs keep the usual (N, C, H, W) layout; only the conv stacks see the other one.
 CONV_LAYOUT = torch.channels_last
 MIN_C = 1e-6  # a floor for the calibrated c: an exact reconstruction would otherwise divide by zero
