@@ -137,6 +137,26 @@ def test_a_rehearsal_with_missed_checks_finishes_into_the_failed_file(tmp_path, 
     assert [p.name for p in tmp_path.glob("*.json")] == ["00_test.smoke.failed.json"]
 
 
+def test_a_lesson_variant_keeps_its_own_results_file(tmp_path, monkeypatch):
+    import json
+
+    import vaecourse as vc
+
+    monkeypatch.setenv("VAECOURSE_RESULTS", str(tmp_path))
+    default = vc.start_lesson("00_test", profile="smoke", device="cpu")
+    default.check("a number that passes", 1.0, below=2.0)
+    default.finish()
+    eye = vc.start_lesson("00_test", profile="smoke", device="cpu", variant="eye")
+    eye.check("a number that passes", 1.2, below=2.0)
+    eye.finish()  # next to the default run's file, not over it
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["00_test.smoke.eye.json", "00_test.smoke.json"]
+    assert json.loads((tmp_path / "00_test.smoke.eye.json").read_text())["variant"] == "eye"
+    assert "variant" not in json.loads((tmp_path / "00_test.smoke.json").read_text())
+    assert vc.results.load_results("00_test", "smoke", tmp_path, variant="eye")["checks"][0]["value"] == 1.2
+    with pytest.raises(ValueError, match="lower-case letters"):
+        vc.start_lesson("00_test", profile="smoke", device="cpu", variant="../eye")
+
+
 def test_parameter_overrides_are_recorded_by_name(tmp_path, monkeypatch):
     import json
 

@@ -87,6 +87,17 @@ def test_a_perfect_edit_passes_the_checks(oracle, test_faces):
     given = edits.measure_edits(oracle, "perfect", ATTRS, d.images, d.labels, d.factors, reconstruct=d.images.clone(),
                                 edit=perfect_edit(d), ground_truth=False, batch_size=len(d))
     assert given == rows
+    # the edited images can be kept for a further look: each group's, in the order of the faces it edits
+    kept = {}
+    again = edits.measure_edits(oracle, "perfect", ATTRS, d.images, d.labels, d.factors, reconstruct=identity,
+                                edit=perfect_edit(d), ground_truth=False, batch_size=len(d), keep_edited=kept)
+    assert again == rows and set(kept) == {(a, di) for a in ATTRS for di in edits.DIRECTIONS}
+    for (attr, direction), images in kept.items():
+        keep = (d.labels[:, faces.attribute_index(attr)] > 0.5) != (direction == "add")
+        assert torch.equal(images, perfect_edit(d)(d.images[keep], attr, direction))
+    with pytest.raises(TypeError, match="keep_edited must be a dict"):
+        edits.measure_edits(oracle, "perfect", ATTRS, d.images, d.labels, d.factors, reconstruct=identity,
+                            edit=perfect_edit(d), keep_edited=[])
     with pytest.raises(ValueError, match="one reconstruction per image"):
         edits.measure_edits(oracle, "perfect", ATTRS, d.images, d.labels, d.factors, reconstruct=d.images[:5],
                             edit=perfect_edit(d), ground_truth=False)

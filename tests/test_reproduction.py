@@ -24,6 +24,18 @@ def test_largest_profile_wins_and_rows_are_marked(tmp_path):
     assert "| full |" in table(best_results(tmp_path))
 
 
+def test_a_lesson_variant_has_rows_of_its_own(tmp_path):
+    row = {"what": "adding glasses succeeds (%)", "ours": 98.0, "source_value": "figures", "source": "Maggipinto 2020",
+           "setting": "faces"}
+    write(tmp_path, "06_vac_introvac", "full", [row])
+    write(tmp_path, "06_vac_introvac", "full", [dict(row, ours=91.0)], name="06_vac_introvac.full.eye.json",
+          variant="eye")
+    best = best_results(tmp_path)
+    assert set(best) == {"06_vac_introvac", "06_vac_introvac (eye)"}
+    md = table(best)
+    assert "| 06_vac_introvac | adding glasses" in md and "| 06_vac_introvac (eye) | adding glasses" in md
+
+
 def test_the_document_is_written_whole_and_checked(tmp_path):
     doc, readme = tmp_path / "docs" / "reproduction.md", tmp_path / "README.md"
     readme.write_text("intro\n")

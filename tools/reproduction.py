@@ -36,7 +36,8 @@ def usable(data: dict) -> bool:
 
 
 def best_results(folder: Path) -> dict[str, dict]:
-    """notebook → the results of its largest profile in ``folder`` among completed, passing runs."""
+    """notebook → the results of its largest profile in ``folder`` among completed, passing runs; a lesson's
+    variant (lesson 06 on another faces subset) is a notebook of its own here, ``"<notebook> (<variant>)"``."""
     found: dict[str, dict] = {}
     for path in sorted(folder.glob("*.json")):
         if path.name.endswith(".failed.json"):
@@ -48,6 +49,8 @@ def best_results(folder: Path) -> dict[str, dict]:
         nb, prof = data.get("notebook"), data.get("profile")
         if nb is None or prof not in PREFERENCE or not usable(data):
             continue
+        if data.get("variant"):
+            nb = f"{nb} ({data['variant']})"
         if nb not in found or PREFERENCE.index(prof) < PREFERENCE.index(found[nb]["profile"]):
             found[nb] = data
     return found

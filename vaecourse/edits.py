@@ -115,7 +115,7 @@ def measure_edits(oracle: AttributeOracle, model_name: str, attributes: Sequence
                   reconstruct: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor, edit: EditFn,
                   random_edit: EditFn | None = None, ground_truth: bool = True,
                   trained_on: Sequence[str] | None = None, pass_labels: bool = False,
-                  batch_size: int = 256) -> list[dict]:
+                  batch_size: int = 256, keep_edited: dict | None = None) -> list[dict]:
     """The schema's rows for one model: every attribute in ``attributes``, both directions, all four methods.
 
     ``images`` (N, 3, H, W) are test faces with ``all_labels`` (N, 3: every attribute, for the
@@ -128,7 +128,12 @@ def measure_edits(oracle: AttributeOracle, model_name: str, attributes: Sequence
     ``trained_on`` names the attributes the model knows: asking for another one is an error.
     ``pass_labels=True`` is for conditional models (a CVAE encodes x with its labels): each callback
     then also gets ``labels=``, the (batch, 3) rows of ``all_labels`` of the faces it is given.
+    ``keep_edited``, a dict, receives the edited images under ``(attribute, direction)``, in the order of
+    the faces the edit applies to (``add``: those without the attribute, ``remove``: those with it), for
+    a caller that looks further at the same edits instead of computing them again.
     """
+    if keep_edited is not None and not isinstance(keep_edited, dict):
+        raise TypeError(f"keep_edited must be a dict to fill, got {type(keep_edited).__name__}")
     _check_edit_inputs(oracle, attributes, images, all_labels, factors, reconstruct, trained_on)
     rows = []
     labels = all_labels.cpu()
@@ -148,6 +153,8 @@ def measure_edits(oracle: AttributeOracle, model_name: str, attributes: Sequence
             recon = reconstruct[idx.to(reconstruct.device)].cpu() if isinstance(reconstruct, torch.Tensor) \
                 else _in_batches(reconstruct, x, y, (), batch_size)
             edited = _in_batches(edit, x, y, (attribute, direction), batch_size)
+            if keep_edited is not None:
+                keep_edited[(attribute, direction)] = edited
             rows.append(_row(model_name, attribute, direction, "edit", n,
                              edit_metrics(oracle, edited, attribute, want, original_images=recon)))
             if random_edit is not None:

@@ -78,9 +78,20 @@ def results_dir() -> Path:
     return results_home()
 
 
-def results_path(notebook: str, profile: str, folder: str | Path | None = None, failed: bool = False) -> Path:
-    """``<folder>/<notebook>.<profile>.json``, or its ``.failed.json`` twin."""
-    return Path(folder or results_dir()) / f"{notebook}.{profile}{'.failed' if failed else ''}.json"
+def results_path(notebook: str, profile: str, folder: str | Path | None = None, failed: bool = False,
+                 variant: str | None = None) -> Path:
+    """``<folder>/<notebook>.<profile>.json``, or its ``.failed.json`` twin; a ``variant`` of the lesson (a run
+    on another data subset, say) gets its own file, ``<notebook>.<profile>.<variant>.json``."""
+    name = f"{notebook}.{profile}" + (f".{check_variant(variant)}" if variant else "")
+    return Path(folder or results_dir()) / f"{name}{'.failed' if failed else ''}.json"
+
+
+def check_variant(variant: str | None) -> str | None:
+    """A variant name as it goes into a file name: lower-case letters, digits and '_' (or None)."""
+    if variant is not None and not re.fullmatch(r"[a-z0-9_]+", str(variant)):
+        raise ValueError(f"a lesson variant names a results file: use lower-case letters, digits and '_', "
+                         f"got {variant!r}")
+    return variant
 
 
 def shown_path(path: Path) -> str:
@@ -144,6 +155,7 @@ class Lesson:
     overrides: dict[str, Any] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
     completed: bool = False
+    variant: str | None = None
 
     def pick(self, override: T | None = None, **values: T) -> T:
         """``override`` if set (a papermill parameter), else the value for this profile.
@@ -257,7 +269,7 @@ class Lesson:
             self.notes.setdefault("data_source", ", ".join(names))
         good = self.completed and self.passed
         out = writable_folder(results_dir(), "VAECOURSE_RESULTS (or VAECOURSE_HOME)")
-        path = results_path(self.notebook, self.profile, out, failed=not good)
+        path = results_path(self.notebook, self.profile, out, failed=not good, variant=self.variant)
         payload = {
             "notebook": self.notebook, "profile": self.profile, "seed": self.seed, "completed": self.completed,
             "seconds": round(self.seconds, 2), "machine": {**describe_machine(self.device),
@@ -267,6 +279,8 @@ class Lesson:
         }
         if self.parameters:
             payload["parameters"] = self.parameters
+        if self.variant:
+            payload["variant"] = self.variant
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=out)
         try:
             with os.fdopen(fd, "w") as fh:
@@ -277,7 +291,7 @@ class Lesson:
             if os.path.exists(tmp):
                 os.remove(tmp)
         if good:  # an earlier failed attempt is superseded
-            results_path(self.notebook, self.profile, out, failed=True).unlink(missing_ok=True)
+            results_path(self.notebook, self.profile, out, failed=True, variant=self.variant).unlink(missing_ok=True)
         return path
 
     def finish(self) -> None:
@@ -326,8 +340,14 @@ def full_profile_here(notebook: str, device: torch.device) -> tuple[str, str]:
                    "VAECOURSE_PROFILE=full to run full here anyway")
 
 
-def start_lesson(notebook: str, profile: str | None = None, seed: int = 0, device: str | None = None) -> Lesson:
-    """Resolve profile and device, seed everything, and print what this run is."""
+def start_lesson(notebook: str, profile: str | None = None, seed: int = 0, device: str | None = None,
+                 variant: str | None = None) -> Lesson:
+    """Resolve profile and device, seed everything, and print what this run is.
+
+    ``variant`` names a run of the lesson that measures something else than its default (lesson 06 on
+    another faces subset): its results go to a file of their own, next to the default run's.
+    """
+    check_variant(variant)
     try:
         seed = whole_number("seed", seed, minimum=0)
     except ValueError as err:
@@ -344,11 +364,13 @@ def start_lesson(notebook: str, profile: str | None = None, seed: int = 0, devic
     gen = seed_everything(seed)
     _figure_defaults()
     lesson = Lesson(notebook=notebook, profile=prof, device=dev, seed=seed, generator=gen,
-                    parameters=_notebook_parameters(sys._getframe(1)))
-    print(f"{notebook}: profile={prof}, device={dev}, seed={seed}, torch {torch.__version__}")
+                    parameters=_notebook_parameters(sys._getframe(1)), variant=variant)
+    print(f"{notebook}{f' ({variant})' if variant else ''}: profile={prof}, device={dev}, seed={seed}, "
+          f"torch {torch.__version__}")
     return lesson
 
 
-def load_results(notebook: str, profile: str, folder: str | Path | None = None, failed: bool = False) -> dict:
+def load_results(notebook: str, profile: str, folder: str | Path | None = None, failed: bool = False,
+                 variant: str | None = None) -> dict:
     """Read a results file written by ``Lesson.save`` (``failed=True``: its ``.failed.json`` twin)."""
-    return json.loads(results_path(notebook, profile, folder, failed).read_text())
+    return json.loads(results_path(notebook, profile, folder, failed, variant).read_text())
