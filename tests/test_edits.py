@@ -205,3 +205,28 @@ def test_conditional_models_get_each_batchs_labels(oracle, test_faces):
         got = torch.cat([y for a, dr, y in seen if dr == direction])
         keep = (d.labels[:, 0] > 0.5) != (direction == "add")
         assert torch.equal(got, d.labels[keep])  # the rows of the faces edited, in order, across batches
+
+
+def test_leakage_is_compared_on_the_faces_every_model_edited(oracle, test_faces):
+    d = test_faces
+    g, s = faces.attribute_index("glasses"), faces.attribute_index("smile")
+    keep = d.labels[:, g] <= 0.5  # "add glasses" applies to the faces without
+    x, labels, factors = d.images[keep], d.labels[keep], d.factors[keep]
+    with_glasses = faces.toggle(labels, "glasses", 1.0)
+    clean = faces.render_faces(with_glasses, factors, 32)
+    smile_flipped = with_glasses.clone()
+    smile_flipped[:, s] = 1 - smile_flipped[:, s]
+    leaky = faces.render_faces(smile_flipped, factors, 32)  # adds the glasses and flips the smile on every face
+    half = len(x) // 2
+    timid = torch.cat([clean[:half], x[half:]])  # edits only the first half
+    res = edits.leakage_where_all_succeed(oracle, "glasses", "add", {"clean": clean, "timid": timid, "leaky": leaky},
+                                          {"clean": x, "timid": x, "leaky": x})
+    assert res["of"] == len(x) and 0.8 * half < res["faces"] <= half  # the oracle misses a few re-rendered glasses
+    assert res["leakage"]["clean"] < 0.05 and res["leakage"]["timid"] == res["leakage"]["clean"]
+    assert res["flips"]["leaky"]["smile"] > 0.9 and res["leakage"]["leaky"] > 0.4
+    with pytest.raises(ValueError, match="same faces in the same order"):
+        edits.leakage_where_all_succeed(oracle, "glasses", "add", {"clean": clean}, {"clean": x[:-1]})
+    with pytest.raises(ValueError, match="under the same names"):
+        edits.leakage_where_all_succeed(oracle, "glasses", "add", {"clean": clean}, {"other": x})
+    with pytest.raises(ValueError, match="'add' or 'remove'"):
+        edits.leakage_where_all_succeed(oracle, "glasses", "plus", {"clean": clean}, {"clean": x})

@@ -172,6 +172,44 @@ def measure_edits(oracle: AttributeOracle, model_name: str, attributes: Sequence
 
 
 @torch.no_grad()
+def leakage_where_all_succeed(oracle: AttributeOracle, attribute: str, direction: str,
+                              edited: dict[str, torch.Tensor], started_from: dict[str, torch.Tensor],
+                              threshold: float = 0.5) -> dict:
+    """Several models' attribute leakage on one group of faces, counted only where every model's edit succeeded.
+
+    ``edited[model]`` and ``started_from[model]`` (its reconstructions) hold the same faces in the same order
+    (``measure_edits(..., keep_edited=...)`` keeps the edits). A model that leaves the hard faces unedited
+    also leaves their other attributes alone, so its mean leakage looks better than one that edits them;
+    on the faces every model edited, the comparison is between like edits. Returns ``{attribute, direction,
+    faces, of, leakage: {model: share}, flips: {model: {other attribute: share}}}`` (NaN leakage when no
+    face qualifies).
+    """
+    check_direction(direction)
+    if not edited or set(edited) != set(started_from):
+        raise ValueError(f"give each model's edited images and the images they started from under the same names, "
+                         f"got {sorted(edited)} and {sorted(started_from)}")
+    shapes = {tuple(x.shape) for x in [*edited.values(), *started_from.values()]}
+    if len(shapes) != 1:
+        raise ValueError(f"every model's edited and starting images must be the same faces in the same order, got "
+                         f"shapes {sorted(shapes)}")
+    j = faces.attribute_index(attribute, oracle.attributes)
+    others = [i for i in range(len(oracle.attributes)) if i != j]
+    readings, every = {}, None
+    for name in edited:
+        before = oracle.read(started_from[name])[0] > threshold
+        after = oracle.read(edited[name])[0] > threshold
+        succeeded = after[:, j] == (direction == "add")
+        every = succeeded if every is None else every & succeeded
+        readings[name] = (before, after)
+    n = int(every.sum())
+    flips = {name: ((b[every] != a[every]).float().mean(0) if n else torch.full((len(oracle.attributes),), math.nan))
+             for name, (b, a) in readings.items()}
+    return {"attribute": attribute, "direction": direction, "faces": n, "of": int(every.numel()),
+            "leakage": {name: float(f[others].mean()) for name, f in flips.items()},
+            "flips": {name: {oracle.attributes[i]: float(f[i]) for i in others} for name, f in flips.items()}}
+
+
+@torch.no_grad()
 def readback(oracle: AttributeOracle, model_name: str, attributes: Sequence[str], reconstructions: torch.Tensor,
              all_labels: torch.Tensor) -> list[dict]:
     """Rows ``{model, attribute, accuracy}``: the oracle on a model's test reconstructions against the true labels."""
