@@ -79,6 +79,9 @@ def test_subsets_and_neg_pos_ratio():
     assert facial.labels.shape == (300, 1)
     picked = load_faces("train", n=10, attributes=["smile", "glasses"])
     assert picked.classes == ["smile", "glasses"]
+    with pytest.raises(ValueError, match="unknown faces subset 'Eye'; choose one of eye, facial, eyefacial"):
+        load_faces("train", n=10, subset="Eye")
+    assert faces.check_subset("facial") == "facial"
 
 
 def test_also_label_adds_columns_without_changing_the_draw():

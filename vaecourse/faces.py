@@ -297,6 +297,13 @@ def _balanced(config: FaceConfig, split: str, n: int, columns: list[int],
     return attrs[order], factors[order]
 
 
+def check_subset(subset: str) -> str:
+    """``subset`` if it is one of IntroVAC's ``eye`` / ``facial`` / ``eyefacial``, else a ValueError naming them."""
+    if subset not in SUBSETS:
+        raise ValueError(f"unknown faces subset {subset!r}; choose one of {', '.join(SUBSETS)} (or None for all)")
+    return subset
+
+
 def load_faces(split: str = "train", root: str | Path | None = None, size: int = 32, subset: str | None = None,
                n: int | None = None, seed: int = 0, neg_pos_ratio: float | None = None,
                attributes: Sequence[str] | None = None, rates: Mapping[str, float] | None = None,
@@ -320,8 +327,7 @@ def load_faces(split: str = "train", root: str | Path | None = None, size: int =
             kwargs["correlations"] = correlations
         config = FaceConfig(**kwargs)
     if subset is not None:
-        if subset not in SUBSETS:
-            raise ValueError(f"unknown faces subset {subset!r}; choose one of {', '.join(SUBSETS)} (or None for all)")
+        check_subset(subset)
         if attributes is not None and tuple(attributes) != SUBSETS[subset]:
             raise ValueError(f"subset={subset!r} keeps {SUBSETS[subset]}; do not also pass attributes={attributes!r}")
         attributes = SUBSETS[subset]
