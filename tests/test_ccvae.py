@@ -258,6 +258,27 @@ def test_semi_supervised_training_learns_the_labels(form):
     assert accuracy(m.predict(xt), yt) > 0.6  # chance is 0.1
 
 
+def test_logged_labelled_accuracy_is_read_before_each_update_and_leaves_no_hook():
+    x, y, _, _ = _digits()
+    s, u = cc.label_split(y, 0.2, seed=0)
+    torch.manual_seed(0)
+    m = cc.CCVAE((1, 8, 8), 10, 8, 4, hidden=(64,))
+    before_update = []
+
+    def bound(model, xs, ys, **kw):  # the report's bound, and the accuracy at the means before the optimiser moves
+        terms = cc.report_supervised_terms(model, xs, ys, **kw)
+        with torch.no_grad():
+            pred = model.hard_labels(model.logits(model.split(model.encode(xs)[0])[0]))
+        before_update.append(float((pred == ys).float().mean()))
+        return terms
+
+    h = cc.fit_ccvae(m, x[s], y[s], x[u], beta=0.2, epochs=1, batch_size=64, lr=3e-2, progress=False,
+                     sup_terms=bound)
+    assert [r["acc_l"] for r in h.steps] == pytest.approx(before_update, abs=1e-6)
+    assert len(set(before_update)) > 3  # the accuracy moves while it trains, so the test can tell when it is read
+    assert not m.encoder._forward_hooks
+
+
 def test_binary_form_and_plain_classifier_learn_attributes():
     # two toy attributes: bright top half, bright left half
     g = torch.Generator().manual_seed(0)

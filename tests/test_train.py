@@ -311,3 +311,26 @@ def test_model_mode_gives_the_model_back_in_its_mode_even_after_an_error():
     with model_mode(net, training=True):
         assert net.training
     assert not net.training
+
+
+def test_the_course_adam_takes_bitwise_the_steps_of_the_per_parameter_loop():
+    from vaecourse.face_vae import FaceVAE, face_vae_loss
+
+    def trained(make_optimizer):
+        torch.manual_seed(0)
+        model = FaceVAE(32, 8, 4)  # convolutions in the channels-last layout, linear layers
+        opt = make_optimizer([{"params": list(model.encoder.parameters())},
+                              {"params": list(model.decoder.parameters()), "lr": 3e-3}])
+        x = torch.rand(16, 3, 32, 32)
+        for _ in range(15):
+            loss = face_vae_loss()(model, (x,))["loss"].mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    options = {"lr": 1e-3, "betas": (0.5, 0.99), "weight_decay": 1e-4}
+    ours = trained(lambda groups: vc.train.adam(groups, **options))
+    loop = trained(lambda groups: torch.optim.Adam(groups, foreach=False, **options))
+    assert vc.train.adam([torch.zeros(1, requires_grad=True)]).defaults["foreach"] is True
+    assert torch.equal(ours, loop)

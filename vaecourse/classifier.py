@@ -20,7 +20,7 @@ from torch import nn
 from .batching import batched_apply
 from .losses import bernoulli_nll, binary_labels
 from .nets import check_images, conv_sizes
-from .train import History, fit, model_mode
+from .train import History, adam, fit, model_mode
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "elu": nn.ELU}
 
@@ -126,7 +126,7 @@ def fit_classifier(clf: Classifier, x: torch.Tensor, y: torch.Tensor, *, epochs:
                    desc: str = "classifier") -> History:
     """Train ``clf`` by cross-entropy on (x, y) with Adam; ``seed`` fixes the batch order. Leaves it in eval mode."""
     y = clf.check_labels(y)
-    opt = torch.optim.Adam(clf.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = adam(clf.parameters(), lr=lr, weight_decay=weight_decay)
     return fit(clf, lambda model, batch: model.terms(*batch), [x, y], epochs=epochs, batch_size=batch_size,
                optimizer=opt, seed=seed, progress=progress, desc=desc)
 

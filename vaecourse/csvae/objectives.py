@@ -20,6 +20,7 @@ from ..losses import (
     gaussian_kl_between,
     squared_error,
 )
+from ..train import adam
 from .models import (
     CSVAE,
     CVAE,
@@ -109,9 +110,9 @@ def model_terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: Wei
 def make_optimizers(model: nn.Module, lr: float = 1e-3, adversary_lr: float | None = None
                     ) -> dict[str, torch.optim.Optimizer]:
     """Adam for the VAE's parameters and (if the model has one) a separate Adam for the adversary's."""
-    opts = {"vae": torch.optim.Adam(model.vae_parameters(), lr=lr)}
+    opts = {"vae": adam(model.vae_parameters(), lr=lr)}
     if getattr(model, "adversary", None) is not None:
-        opts["adversary"] = torch.optim.Adam(model.adversary.parameters(), lr=adversary_lr or lr)
+        opts["adversary"] = adam(model.adversary.parameters(), lr=adversary_lr or lr)
     return opts
 
 

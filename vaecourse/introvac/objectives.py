@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..losses import binary_labels, gaussian_kl, reparameterize
+from ..train import adam
 from .model import (
     LABELS_FIX,
     PAPER_BETAS,
@@ -83,9 +84,8 @@ def introvac_optimizers(model: VAC, lr: float = 2e-4, betas: tuple[float, float]
     """Two Adam optimisers: ``"enc_cls"`` for encoder + classifier (Φ, w) and ``"dec"`` for the decoder (θ)."""
     if not model.fake_logit:
         raise ValueError("IntroVAC needs the extra fake logit: build VAC(..., fake_logit=True)")
-    return {"enc_cls": torch.optim.Adam([*model.encoder.parameters(), *model.classifier.parameters()], lr=lr,
-                                        betas=betas),
-            "dec": torch.optim.Adam(model.decoder.parameters(), lr=lr, betas=betas)}
+    return {"enc_cls": adam([*model.encoder.parameters(), *model.classifier.parameters()], lr=lr, betas=betas),
+            "dec": adam(model.decoder.parameters(), lr=lr, betas=betas)}
 
 
 def fake_scores(model: VAC, x: torch.Tensor) -> torch.Tensor:
