@@ -70,8 +70,11 @@ def image_rows(rows: dict[str, torch.Tensor], size: float = 1.0, title: str | No
 
 def latent_scatter(z: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray | None = None,
                    class_names: Sequence[str] | None = None, ax: plt.Axes | None = None, title: str | None = None,
-                   dims: tuple[int, int] = (0, 1), s: float = 3.0) -> plt.Axes:
-    """2-D scatter of latent codes coloured by label, with a legend of class names."""
+                   dims: tuple[int, int] = (0, 1), s: float = 3.0, colors: Sequence | None = None) -> plt.Axes:
+    """2-D scatter of latent codes coloured by label, with a legend of class names.
+
+    ``colors`` gives class k its colour (a lesson keeps one colour per class across its figures); else tab10's.
+    """
     z = z.detach().cpu().numpy() if torch.is_tensor(z) else np.asarray(z)
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
@@ -83,7 +86,8 @@ def latent_scatter(z: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarr
         for c in np.unique(y):
             m = y == c
             name = class_names[int(c)] if class_names is not None else str(c)
-            ax.scatter(z[m, dims[0]], z[m, dims[1]], s=s, color=cmap(int(c) % 10), label=name, alpha=0.6)
+            color = colors[int(c)] if colors is not None else cmap(int(c) % 10)
+            ax.scatter(z[m, dims[0]], z[m, dims[1]], s=s, color=color, label=name, alpha=0.6)
         ax.legend(markerscale=3, fontsize=6, loc="best", ncol=2, frameon=False)
     ax.set_xlabel(f"z[{dims[0]}]")
     ax.set_ylabel(f"z[{dims[1]}]")
