@@ -285,7 +285,7 @@ def train_oracle(config: FaceConfig | None = None, *, n_train: int = 20000, n_te
     table on ``n_robustness`` test faces (0 skips it) to ``meta["robustness"]``.
     """
     from ..config import pick_device
-    from ..train import fit
+    from ..train import adam, fit
 
     config = config or FaceConfig()
     device = torch.device(device) if device is not None else pick_device()
@@ -295,7 +295,7 @@ def train_oracle(config: FaceConfig | None = None, *, n_train: int = 20000, n_te
     torch.manual_seed(seed)
     net = OracleNet(config.size, len(faces.ATTRIBUTES), len(faces.FACTOR_NAMES), width=width)
     net = net.to(device, memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    opt = adam(net.parameters(), lr=lr)
     noise = torch.Generator(device=device).manual_seed(seed + 1)  # the augmentation's own stream
 
     def loss(model: OracleNet, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
