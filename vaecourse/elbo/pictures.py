@@ -58,8 +58,11 @@ def bound_terms(model: LinearGaussian, x: torch.Tensor, mean: Sequence[float], s
 
 
 def bound_figure(model: LinearGaussian, x: torch.Tensor, mean: Sequence[float], scale_tril: torch.Tensor,
-                 lim: float | None = None, n_grid: int = 120):
-    """Two panels for one x and a 2-D latent: p(z|x) (filled) and q (lines); log p(x), the ELBO and their gap."""
+                 lim: float | None = None, n_grid: int = 120, title: str | None = None):
+    """Two panels for one x and a 2-D latent: p(z|x) (filled) and q (lines); log p(x), the ELBO and their gap.
+
+    ``title`` goes above both panels, with room kept for it (a suptitle added afterwards would overlap theirs).
+    """
     import matplotlib.pyplot as plt
 
     t = bound_terms(model, x, mean, scale_tril)
@@ -83,10 +86,17 @@ def bound_figure(model: LinearGaussian, x: torch.Tensor, mean: Sequence[float], 
     bx.bar([0], [log_px - elbo], bottom=elbo, color="tab:orange", alpha=0.5, width=0.6,
            label=f"gap = KL(q‖p(z|x)) = {kl:.2f}")
     bx.axhline(log_px, color="k", lw=1.2, label=f"log p(x) = {log_px:.2f}")
-    bx.set(xlim=(-1, 1.6), ylim=(lo, hi), xticks=[], ylabel="nats",
+    bx.set(xlim=(-0.5, 2.2), ylim=(lo, hi), xticks=[], ylabel="nats",  # room on the right for the legend
            title="log p(x) = ELBO + KL(q ‖ p(z|x))")
-    bx.legend(fontsize=6, loc="upper right", frameon=False)
-    fig.tight_layout()
+    if log_px - elbo < 0.03 * (hi - lo):  # a gap of a few hundredths of a nat is thinner than the line
+        bx.annotate("gap: too thin to see here", xy=(0.3, log_px), xytext=(0.4, log_px - 0.25 * (hi - lo)),
+                    fontsize=6, arrowprops={"arrowstyle": "->", "lw": 0.6})
+    bx.legend(fontsize=6, loc="lower right", frameon=False)  # below the log p(x) line, beside the bar
+    if title:
+        fig.tight_layout(rect=(0, 0, 1, 0.93))
+        fig.suptitle(title, fontsize=9, y=max(ax.get_position().y1, bx.get_position().y1) + 0.14)
+    else:
+        fig.tight_layout()
     return fig
 
 
