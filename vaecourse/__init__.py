@@ -1,6 +1,7 @@
 """vaecourse: the toolbox behind the course's notebooks on variational autoencoders."""
 
-from . import plots, widgets  # so vc.plots / vc.widgets work after `import vaecourse as vc`
+# cpu_kernels comes first: it picks torch's CPU kernels before any of them runs (see its docstring)
+from . import cpu_kernels, plots, widgets  # so vc.plots / vc.widgets work after `import vaecourse as vc`
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import PROFILES, ProfileError, by_profile, pick_device, resolve_profile, seed_everything
 from .data import DataNotFoundError, ImageData, available_datasets, load_dataset, train_val_split
@@ -11,7 +12,7 @@ from .train import evaluate, fit
 __version__ = "0.1.0"
 
 __all__ = [
-    "plots", "widgets",
+    "cpu_kernels", "plots", "widgets",
     "PROFILES", "ProfileError", "by_profile", "pick_device", "resolve_profile", "seed_everything",
     "DataNotFoundError", "ImageData", "available_datasets", "load_dataset", "train_val_split",
     "CheckFailed", "Lesson", "start_lesson",

@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from .cpu_kernels import kernel_set
+
 PROFILES = ("smoke", "cpu", "full")
 T = TypeVar("T")
 
@@ -93,8 +95,9 @@ def set_cpu_threads() -> int:
 
 
 def describe_machine(device: torch.device) -> dict[str, Any]:
-    """What produced a result: device name, torch version, threads."""
-    info: dict[str, Any] = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    """What produced a result: device name, torch version, threads, torch's CPU kernel set."""
+    info: dict[str, Any] = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                            "cpu_kernels": kernel_set()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
