@@ -116,7 +116,8 @@ largest profile with a completed run whose every check passed is used (`full`, t
 other than `full` is marked, since a CPU run is smaller than the source's setting, and a run whose parameters differ
 from its profile's names them. Sources named by author alone (Zhao 2023; Parnas & Shazman; Benyahia et al. 2024) are
 the reference reports that the README's [References](../README.md#references) describe; "minutes" is the wall-clock
-time of the whole notebook run (its results file's `machine.threads` says with how many torch threads).
+time of the whole notebook run (its results file's `machine.threads` says with how many torch threads, and
+`machine.cpu_kernels` which of torch's CPU kernel sets ran: see `vaecourse.cpu_kernels`).
 
 To fill the table at full scale on a GPU, see [development.md](development.md#the-full-profile-on-a-gpu).
 
