@@ -7,8 +7,9 @@ slowly as the unvectorised set does (expm1 on 128 × 512 floats: 412, unvectoris
 so ELU (every MLP of the course), softplus and log-sigmoid (the Bernoulli likelihood) run about 7x
 and 5x slower there than with the AVX2 set (two threads: ELU 412 against 61 µs, log-sigmoid 646
 against 121 µs; ``python -m benchmarks.bench_cpu_kernels``).
-A training step of the course's MLP VAE (512-256 layers, batch 128) takes 8.9 instead of 11.1 ms;
-lesson 05 in its ``cpu`` profile 474 instead of 541 s.
+A training step of the course's MLP VAE (512-256 layers, batch 128) takes 8.9 instead of 11.1 ms; an
+epoch of lesson 05's MNIST CCVAE 10.3 instead of 11.8 s (medians of eight back-to-back pairs, AVX2
+faster in seven: the host's speed drifts by more than that within the hour).
 
 Both sets compute these functions alike: on 10^5 numbers ELU, softplus, log-sigmoid, exp, sigmoid,
 leaky ReLU and binary cross-entropy, values and gradients, agree to the bit but for a few elements at
