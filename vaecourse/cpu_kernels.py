@@ -9,7 +9,8 @@ and 5x slower there than with the AVX2 set (two threads: ELU 412 against 61 µs,
 against 121 µs; ``python -m benchmarks.bench_cpu_kernels``).
 A training step of the course's MLP VAE (512-256 layers, batch 128) takes 8.9 instead of 11.1 ms; an
 epoch of lesson 05's MNIST CCVAE 10.3 instead of 11.8 s (medians of eight back-to-back pairs, AVX2
-faster in seven: the host's speed drifts by more than that within the hour).
+faster in seven: the host's speed drifts by more than that within the hour). When torch is upgraded,
+run the benchmark again: a torch whose AVX-512 set vectorises these functions makes this choice moot.
 
 Both sets compute these functions alike: on 10^5 numbers ELU, softplus, log-sigmoid, exp, sigmoid,
 leaky ReLU and binary cross-entropy, values and gradients, agree to the bit but for a few elements at
