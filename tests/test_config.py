@@ -242,3 +242,15 @@ def test_results_files_are_readable_by_others_as_the_umask_allows(tmp_path, monk
     finally:
         os.umask(old)
     assert (tmp_path / "00_test.smoke.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_printed_paths_read_the_same_on_every_machine(tmp_path, monkeypatch):
+    from vaecourse import config
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / ".cache").mkdir(parents=True)
+    assert config.shown_path(tmp_path / "home" / ".cache" / "x.pt") == "~/.cache/x.pt"
+    checkout = config.source_checkout()
+    if checkout is not None:
+        assert config.shown_path(checkout / "data" / "mnist") == "data/mnist"
+    assert config.shown_path(tmp_path / "elsewhere") == str((tmp_path / "elsewhere").resolve())

@@ -119,6 +119,24 @@ def source_checkout() -> Path | None:
     return None
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as printed: relative to the checkout inside one, ``~/...`` under the home folder, else in full.
+
+    Printed paths end up in the committed notebooks' outputs; these forms read the same on every machine.
+    """
+    path = Path(path).expanduser().resolve()
+    checkout = source_checkout()
+    if checkout is not None:
+        try:
+            return str(path.relative_to(checkout))
+        except ValueError:
+            pass
+    try:
+        return str(Path("~") / path.relative_to(Path.home().resolve()))
+    except (ValueError, RuntimeError):  # outside the home folder, or no home folder at all
+        return str(path)
+
+
 def user_cache_home() -> Path:
     """The machine's vaecourse cache: ``VAECOURSE_CACHE_HOME``, else ``$XDG_CACHE_HOME/vaecourse``, else
     ~/.cache/vaecourse."""

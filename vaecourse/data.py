@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from . import mnist_offline
-from .config import data_home, network_available, writable_folder
+from .config import data_home, network_available, shown_path, writable_folder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPO_DATA = data_home()  # the checkout's data/, else $VAECOURSE_HOME/data or the user cache (never site-packages)
@@ -181,7 +181,8 @@ def _from_idx(name: str, split: str, pair: tuple[Path, Path], where: str) -> Ima
                                f"matching pair in {pair[0].parent}")
     x = torch.from_numpy(images.copy()).float().div_(255.0).unsqueeze(1)
     y = torch.from_numpy(labels.astype(np.int64))
-    return ImageData(x, y, name, split, f"{pair[0].parent} ({where})", subset=False, classes=CLASS_NAMES[name])
+    return ImageData(x, y, name, split, f"{shown_path(pair[0].parent)} ({where})", subset=False,
+                     classes=CLASS_NAMES[name])
 
 
 def _download_torchvision(name: str, split: str, target: Path) -> ImageData:
@@ -268,7 +269,7 @@ def _find_local_idx(name: str, split: str, root: str | Path | None, looked: list
         pair = mnist_offline.cached_split(split)
         if pair:
             data = _from_idx(name, split, pair, "cache")
-            found = replace(data, source=f"{mnist_offline.SOURCE} ({pair[0].parent})")
+            found = replace(data, source=f"{mnist_offline.SOURCE} ({shown_path(pair[0].parent)})")
         else:
             looked.extend(f"{d} (the complete-MNIST cache)" for d in mnist_offline.search_dirs())
     return found

@@ -36,7 +36,7 @@ from .config import (
     results_home,
     seed_everything,
     set_cpu_threads,
-    source_checkout,
+    shown_path,
     writable_folder,
 )
 from .data import LOADED
@@ -92,17 +92,6 @@ def check_variant(variant: str | None) -> str | None:
         raise ValueError(f"a lesson variant names a results file: use lower-case letters, digits and '_', "
                          f"got {variant!r}")
     return variant
-
-
-def shown_path(path: Path) -> str:
-    """A results path as printed: relative to the checkout inside one (machine-independent), else in full."""
-    checkout = source_checkout()
-    if checkout is not None:
-        try:
-            return str(path.resolve().relative_to(checkout))
-        except ValueError:
-            pass
-    return str(path.resolve())
 
 
 def _plain(value: Any) -> Any:

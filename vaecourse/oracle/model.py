@@ -18,6 +18,7 @@ from torch import nn
 
 from .. import faces
 from ..batching import batched_apply
+from ..config import shown_path
 from ..data import REPO_DATA
 from ..faces import FaceConfig
 
@@ -379,9 +380,10 @@ def load_oracle(config: FaceConfig | int | None = None, device: torch.device | s
             reason = f"it could not be read ({type(err).__name__}: {err})"
         if reason is None:
             oracle = AttributeOracle(net, meta, device or "cpu")
-            say(f"faces oracle loaded from {path} (held-out accuracy {held_out_accuracy_text(meta['accuracy'])})")
+            say(f"faces oracle loaded from {shown_path(path)} "
+                f"(held-out accuracy {held_out_accuracy_text(meta['accuracy'])})")
             return oracle
-        say(f"cached oracle {path} not used: {reason}; retraining")
+        say(f"cached oracle {shown_path(path)} not used: {reason}; retraining")
     oracle = train_oracle(config, n_train=n_train, epochs=epochs, seed=seed, device=device, augment=augment,
                           progress=progress)
     oracle.meta["trained_now"] = True
