@@ -19,6 +19,8 @@ import sys
 
 import torch
 
+from vaecourse.cpu_kernels import cpu_has
+
 SETS = ("default", "avx2", "avx512")
 OPS = ("elu", "expm1", "exp", "logsigmoid", "softplus")
 
@@ -65,7 +67,7 @@ print(json.dumps(out))
 
 def available_sets() -> list[str]:
     """The kernel sets this processor can run (``default`` always)."""
-    have = [s for s in SETS[1:] if getattr(torch.cpu, f"_is_{s}_supported", lambda: False)()]
+    have = [s for s in SETS[1:] if cpu_has(s)]
     return ["default", *have]
 
 

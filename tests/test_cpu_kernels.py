@@ -12,7 +12,7 @@ import torch
 from vaecourse import cpu_kernels
 from vaecourse.config import describe_machine
 
-HAS_AVX512 = cpu_kernels._cpu_has("avx512") and cpu_kernels._cpu_has("avx2")
+HAS_AVX512 = cpu_kernels.cpu_has("avx512") and cpu_kernels.cpu_has("avx2")
 needs_avx512 = pytest.mark.skipif(not HAS_AVX512, reason="the choice is only made on processors with AVX-512")
 
 
@@ -36,7 +36,7 @@ def test_a_kernel_set_chosen_by_the_user_is_kept():
 
 def test_no_choice_without_avx512(monkeypatch):
     monkeypatch.delenv(cpu_kernels.CAPABILITY_VARIABLE, raising=False)
-    monkeypatch.setattr(cpu_kernels, "_cpu_has", lambda name: name == "avx2")
+    monkeypatch.setattr(cpu_kernels, "cpu_has", lambda name: name == "avx2")
     assert cpu_kernels.prefer_avx2_kernels() is False
     assert cpu_kernels.CAPABILITY_VARIABLE not in os.environ
 

@@ -3,10 +3,10 @@
 torch compiles its element-wise CPU kernels several times (plain, AVX2, AVX-512) and picks one set
 the first time a kernel runs, from the environment variable ``ATEN_CPU_CAPABILITY`` or else from the
 processor. In the torch this course pins, the AVX-512 set computes ``expm1`` and ``log1p`` about as
-slowly as the unvectorised set does (expm1 on 128 × 512 floats: 412, unvectorised 451, AVX2 57 µs),
-so ELU (every MLP of the course), softplus and log-sigmoid (the Bernoulli likelihood) run about 7x
-and 5x slower there than with the AVX2 set (two threads: ELU 412 against 61 µs, log-sigmoid 646
-against 121 µs; ``python -m benchmarks.bench_cpu_kernels``).
+slowly as the unvectorised set does (expm1 on 128 × 512 floats, two threads: 412, unvectorised 451,
+AVX2 57 µs), so ELU (every MLP of the course), softplus and log-sigmoid (the Bernoulli likelihood)
+run 4-6x slower there than with the AVX2 set (ELU 423 against 67 µs, log-sigmoid 428 against 96 µs;
+``python -m benchmarks.bench_cpu_kernels``, 2026-12-03).
 A training step of the course's MLP VAE (512-256 layers, batch 128) takes 8.9 instead of 11.1 ms; an
 epoch of lesson 05's MNIST CCVAE 10.3 instead of 11.8 s (medians of eight back-to-back pairs, AVX2
 faster in seven: the host's speed drifts by more than that within the hour). When torch is upgraded,
@@ -38,7 +38,7 @@ CAPABILITY_VARIABLE = "ATEN_CPU_CAPABILITY"
 PREFERRED = "avx2"
 
 
-def _cpu_has(name: str) -> bool:
+def cpu_has(name: str) -> bool:
     """Whether the processor has ``name`` ("avx2" or "avx512"), asked without fixing torch's kernel set."""
     probe = getattr(getattr(torch, "cpu", None), f"_is_{name}_supported", None)
     try:
@@ -54,7 +54,7 @@ def prefer_avx2_kernels() -> bool:
     """
     if CAPABILITY_VARIABLE in os.environ:
         return False
-    if not (_cpu_has("avx512") and _cpu_has("avx2")):  # only ever a step down, never to a set the CPU lacks
+    if not (cpu_has("avx512") and cpu_has("avx2")):  # only ever a step down, never to a set the CPU lacks
         return False
     os.environ[CAPABILITY_VARIABLE] = PREFERRED
     return True
